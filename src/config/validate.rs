@@ -1,0 +1,144 @@
+//! Semantic checks over the parts that deserialized: addresses, references
+//! between sections, value ranges and combinations of settings that cannot work
+//! together. Every check runs and adds to one list; nothing stops at the first
+//! problem. The same pass normalises what the router compares without regard
+//! to case: methods are uppercased and hosts lowercased.
+
+mod routes;
+mod upstreams;
+
+use std::net::SocketAddr;
+
+use tracing_subscriber::EnvFilter;
+
+use super::load::Draft;
+use super::schema::{AccessLogSpec, LogTarget, LoggingSpec, ServerSpec};
+use super::{index_path, key_path, ConfigError};
+
+/// Checks and normalises `draft`, returning every problem found.
+pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    check_listeners(draft, &mut errors);
+    if let Some(server) = &draft.server {
+        check_server(server, &mut errors);
+    }
+    if let Some(access_log) = &draft.access_log {
+        check_access_log(access_log, &mut errors);
+    }
+    if let Some(logging) = &draft.logging {
+        check_logging(logging, &mut errors);
+    }
+    for (name, upstream) in &draft.upstreams {
+        upstreams::check(&key_path("upstreams", name), upstream, &mut errors);
+    }
+    routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
+    errors
+}
+
+/// At least one listener; every listen address parses and none is used twice.
+/// The later of two equal addresses in the file gets the error.
+fn check_listeners(draft: &Draft, errors: &mut Vec<ConfigError>) {
+    if draft.listeners_written == 0 {
+        errors.push(ConfigError::new(
+            "listeners",
+            "no listener is defined",
+            "add at least one, like `listeners: [{address: 0.0.0.0:8080}]`",
+        ));
+    }
+    let mut bound: Vec<(String, &str)> = draft
+        .listeners
+        .iter()
+        .map(|(i, l)| (format!("{}.address", index_path("listeners", *i)), l.address.as_str()))
+        .collect();
+    if let Some(admin) = &draft.admin {
+        bound.push(("admin.address".into(), admin.address.as_str()));
+    }
+    bound.sort_by_cached_key(|(path, _)| draft.order.position(path));
+    let mut seen: Vec<(SocketAddr, &str)> = Vec::new();
+    for (path, text) in &bound {
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            errors.push(ConfigError::new(
+                path.as_str(),
+                format!("{text:?} is not an ip:port address"),
+                "write it like 0.0.0.0:8080, 127.0.0.1:9000 or [::]:8080 \
+                 (a listener binds an IP, not a hostname)",
+            ));
+            continue;
+        };
+        // Port 0 asks the kernel for a fresh port, so it never collides.
+        let first = seen.iter().find(|(a, _)| *a == addr && addr.port() != 0);
+        match first {
+            Some((_, first)) => errors.push(ConfigError::new(
+                path.as_str(),
+                format!("address {addr} is already used by {first}"),
+                "give each listener and the admin listener its own address",
+            )),
+            None => seen.push((addr, path)),
+        }
+    }
+}
+
+fn check_server(server: &ServerSpec, errors: &mut Vec<ConfigError>) {
+    if server.threads == 0 {
+        errors.push(ConfigError::new(
+            "server.threads",
+            "threads must be at least 1",
+            "set server.threads to 1 or more, or remove it for the default of 2",
+        ));
+    }
+}
+
+fn check_access_log(log: &AccessLogSpec, errors: &mut Vec<ConfigError>) {
+    let has_path = log.path.as_deref().is_some_and(|p| !p.trim().is_empty());
+    if log.target == LogTarget::File && !has_path {
+        errors.push(ConfigError::new(
+            "access_log.path",
+            "`target: file` needs a `path`",
+            "set access_log.path to the log file, like /var/log/portico/access.log",
+        ));
+    }
+    if log.target != LogTarget::File && log.path.is_some() {
+        errors.push(ConfigError::new(
+            "access_log.path",
+            "`path` is only used with `target: file` and would be ignored",
+            "set `target: file` or remove `path`",
+        ));
+    }
+}
+
+fn check_logging(logging: &LoggingSpec, errors: &mut Vec<ConfigError>) {
+    if let Err(e) = EnvFilter::try_new(&logging.level) {
+        errors.push(ConfigError::new(
+            "logging.level",
+            format!("invalid log filter {:?}: {e}", logging.level),
+            "write a tracing filter like info, warn or portico=debug,info",
+        ));
+    }
+}
+
+/// One-line text of a regex compile error; the crate's own text spans several
+/// lines with a caret diagram, which would break one-error-per-line output.
+pub(crate) fn regex_problem(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let reason = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map(str::to_owned);
+    reason.unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// An error for `regex` at `path` when it does not compile.
+pub(crate) fn check_regex(path: String, regex: &str, errors: &mut Vec<ConfigError>) {
+    if let Err(e) = regex::Regex::new(regex) {
+        errors.push(ConfigError::new(
+            path,
+            format!("invalid regex {regex:?}: {}", regex_problem(&e)),
+            "correct the regex (Rust regex syntax; look-around and backreferences \
+             are not supported)",
+        ));
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

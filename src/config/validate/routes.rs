@@ -1,0 +1,209 @@
+//! Checks of the routes: ids, upstream references, match predicates and the
+//! path rewriting options. Hosts are lowercased and methods uppercased here.
+
+use std::collections::HashMap;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use super::check_regex;
+use super::upstreams::invalid_header_name;
+use crate::config::schema::{MatchSpec, PathMatchSpec, RouteSpec, ValueMatchSpec};
+use crate::config::{index_path, ConfigError};
+
+/// Checks and normalises `routes`, each paired with its index in the file.
+/// `upstream_names` are the upstreams written in the file, valid or not, so a
+/// route is not blamed for an upstream that has problems of its own.
+pub(super) fn check(
+    routes: &mut [(usize, RouteSpec)],
+    upstream_names: &[String],
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    for (i, route) in routes.iter_mut() {
+        let path = index_path("routes", *i);
+        check_id(&path, &route.id, *i, &mut first_use, errors);
+        check_upstream(&path, &route.upstream, upstream_names, errors);
+        check_match(&format!("{path}.match"), &mut route.matches, errors);
+        check_forwarding(&path, route, errors);
+    }
+}
+
+fn check_id(
+    path: &str,
+    id: &str,
+    index: usize,
+    first_use: &mut HashMap<String, usize>,
+    errors: &mut Vec<ConfigError>,
+) {
+    if id.trim().is_empty() {
+        errors.push(ConfigError::new(
+            format!("{path}.id"),
+            "the route id is empty",
+            "give the route a unique, non-empty id; it names the route in metrics and logs",
+        ));
+        return;
+    }
+    if let Some(first) = first_use.get(id) {
+        errors.push(ConfigError::new(
+            format!("{path}.id"),
+            format!("duplicate route id {id:?}, already used by routes[{first}]"),
+            "give each route a unique id",
+        ));
+        return;
+    }
+    first_use.insert(id.to_owned(), index);
+}
+
+fn check_upstream(
+    path: &str,
+    upstream: &str,
+    upstream_names: &[String],
+    errors: &mut Vec<ConfigError>,
+) {
+    if upstream_names.iter().any(|name| name == upstream) {
+        return;
+    }
+    let mut names: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    let define = format!("define upstreams.{upstream}");
+    let fix = if names.is_empty() {
+        define
+    } else {
+        format!("{define} or point the route at one of: {}", names.join(", "))
+    };
+    errors.push(ConfigError::new(
+        format!("{path}.upstream"),
+        format!("no upstream named {upstream:?}"),
+        fix,
+    ));
+}
+
+fn check_match(path: &str, matches: &mut MatchSpec, errors: &mut Vec<ConfigError>) {
+    for (i, host) in matches.hosts.iter_mut().enumerate() {
+        *host = host.to_ascii_lowercase();
+        check_host(&index_path(&format!("{path}.hosts"), i), host, errors);
+    }
+    if let Some(spec) = &matches.path {
+        check_path(&format!("{path}.path"), spec, errors);
+    }
+    for (i, method) in matches.methods.iter_mut().enumerate() {
+        *method = method.to_ascii_uppercase();
+        if Method::from_bytes(method.as_bytes()).is_err() {
+            errors.push(ConfigError::new(
+                index_path(&format!("{path}.methods"), i),
+                format!("{method:?} is not a valid HTTP method"),
+                "use a method name such as GET, POST, PUT, PATCH or DELETE",
+            ));
+        }
+    }
+    for (i, header) in matches.headers.iter().enumerate() {
+        let at = index_path(&format!("{path}.headers"), i);
+        if HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+            errors.push(invalid_header_name(format!("{at}.name"), &header.name));
+        }
+        check_value_match(&at, header, errors);
+    }
+    for (i, param) in matches.query.iter().enumerate() {
+        let at = index_path(&format!("{path}.query"), i);
+        if param.name.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{at}.name"),
+                "the query parameter name is empty",
+                "write the name of the parameter to match",
+            ));
+        }
+        check_value_match(&at, param, errors);
+    }
+}
+
+/// Exact names or `*.suffix`; a `*` anywhere else could never match.
+fn check_host(path: &str, host: &str, errors: &mut Vec<ConfigError>) {
+    if host.trim().is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            "the host is empty",
+            "write a host like api.example.com or *.example.com, or remove the entry",
+        ));
+        return;
+    }
+    let wildcard_ok = match host.strip_prefix("*.") {
+        Some(suffix) => !suffix.is_empty() && !suffix.contains('*'),
+        None => !host.contains('*'),
+    };
+    if !wildcard_ok {
+        errors.push(ConfigError::new(
+            path,
+            format!("invalid wildcard host {host:?}"),
+            "a wildcard is `*.` followed by a domain, like *.example.com",
+        ));
+    }
+}
+
+fn check_path(path: &str, spec: &PathMatchSpec, errors: &mut Vec<ConfigError>) {
+    let (key, text) = match spec {
+        PathMatchSpec::Regex(regex) => return check_regex(format!("{path}.regex"), regex, errors),
+        PathMatchSpec::Exact(text) => ("exact", text),
+        PathMatchSpec::Prefix(text) => ("prefix", text),
+    };
+    if !text.starts_with('/') {
+        errors.push(ConfigError::new(
+            format!("{path}.{key}"),
+            format!("path {text:?} does not start with /"),
+            format!("write an absolute path, like /{}", text.trim_start_matches('/')),
+        ));
+    } else if key == "prefix" && text.len() > 1 && text.ends_with('/') {
+        errors.push(ConfigError::new(
+            format!("{path}.{key}"),
+            format!("prefix {text:?} ends with /"),
+            format!(
+                "write {:?}: a prefix matches whole segments, so it already covers the \
+                 paths below it",
+                text.trim_end_matches('/')
+            ),
+        ));
+    }
+}
+
+fn check_value_match(path: &str, spec: &ValueMatchSpec, errors: &mut Vec<ConfigError>) {
+    if spec.value.is_some() && spec.regex.is_some() {
+        errors.push(ConfigError::new(
+            path,
+            "both `value` and `regex` are set",
+            "keep one of them: value for an exact match, regex for a pattern",
+        ));
+    }
+    if let Some(regex) = &spec.regex {
+        check_regex(format!("{path}.regex"), regex, errors);
+    }
+}
+
+/// `strip_prefix`, `rewrite` and `upstream_host`: what is changed on the way out.
+fn check_forwarding(path: &str, route: &RouteSpec, errors: &mut Vec<ConfigError>) {
+    let has_prefix = matches!(route.matches.path, Some(PathMatchSpec::Prefix(_)));
+    if route.strip_prefix && !has_prefix {
+        errors.push(ConfigError::new(
+            format!("{path}.strip_prefix"),
+            "strip_prefix needs a `path: {prefix: ..}` match to know what to strip",
+            "add `match: {path: {prefix: /api}}` or remove strip_prefix",
+        ));
+    }
+    if let Some(rewrite) = &route.rewrite {
+        if route.strip_prefix {
+            errors.push(ConfigError::new(
+                format!("{path}.rewrite"),
+                "rewrite and strip_prefix cannot be combined",
+                "remove strip_prefix and drop the prefix in the rewrite regex instead",
+            ));
+        }
+        check_regex(format!("{path}.rewrite.regex"), &rewrite.regex, errors);
+    }
+    if let Some(host) = &route.upstream_host {
+        if host.trim().is_empty() || HeaderValue::from_str(host).is_err() {
+            errors.push(ConfigError::new(
+                format!("{path}.upstream_host"),
+                format!("{host:?} is not a valid Host header"),
+                "write a host like users.internal or users.internal:8080",
+            ));
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The compiled configuration snapshot and the pointer it lives behind.
+//!
+//! A [`Snapshot`] is immutable: the route table, the pools and the settings the
+//! request pipeline reads. It sits behind an [`ArcSwap`]; each request loads it
+//! once, in `new_ctx`, and keeps that `Arc` to its end, so a later swap (a
+//! reload) never changes a request half-way through.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::router::Router;
+use crate::upstream::resolve::Resolved;
+use crate::upstream::Pool;
+
+/// The live snapshot, shared by the proxy, the admin listener and the checkers.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Everything a request needs from the configuration, compiled.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    pub router: Router,
+    /// Pools by name.
+    pub pools: BTreeMap<String, Arc<Pool>>,
+    /// The pool of each route, by the route's index in `router.routes()`.
+    pub route_pools: Vec<Arc<Pool>>,
+}
+
+impl Snapshot {
+    /// Compiles a validated config. Backend names must already be resolved.
+    /// Errors are written like config errors, with the key path first.
+    pub fn build(config: Config, resolved: &Resolved) -> Result<Snapshot, Vec<String>> {
+        let pools: BTreeMap<String, Arc<Pool>> = config
+            .upstreams
+            .iter()
+            .map(|(name, spec)| (name.clone(), Arc::new(Pool::new(name, spec, resolved))))
+            .collect();
+        let router = Router::new(&config.routes).map_err(|e| vec![format!("routes: {e}")])?;
+        let mut route_pools = Vec::with_capacity(router.len());
+        let mut errors = Vec::new();
+        for route in router.routes() {
+            match pools.get(&*route.upstream) {
+                Some(p) => route_pools.push(Arc::clone(p)),
+                None => errors.push(format!(
+                    "routes[{}].upstream: no upstream named {:?}; fix: define it under upstreams",
+                    route.index, route.upstream
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Snapshot { config, router, pools, route_pools })
+    }
+
+    /// Whether `ip` is one of the configured trusted proxies.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// True once every pool has finished its first round of health checks.
+    pub fn is_ready(&self) -> bool {
+        self.pools.values().all(|p| p.is_checked())
+    }
+}

@@ -1,0 +1,64 @@
+//! The `tracing` subscriber: process logs to stderr, the access log to its own
+//! sink, and Pingora's `log` records bridged into the same pipeline.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::prelude::*;
+
+use crate::config::schema::{AccessLogSpec, LogFormat, LogTarget, LoggingSpec};
+
+/// The `tracing` target of access-log events.
+pub const ACCESS_TARGET: &str = "access";
+
+/// Installs the global subscriber. Fails when the access-log file cannot be
+/// opened or the filter does not parse; both are reported before start-up.
+pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&logging.level)
+        .map_err(|e| format!("logging.level: {e}; fix: use a level such as info or debug"))?;
+    let process_layer = {
+        let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let layer = match logging.format {
+            LogFormat::Json => base.json().flatten_event(true).boxed(),
+            LogFormat::Text => base.boxed(),
+        };
+        layer.with_filter(filter).with_filter(filter_fn(|m| m.target() != ACCESS_TARGET))
+    };
+    let access_layer = access_writer(access)?.map(|writer| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .with_filter(filter_fn(|m| m.target() == ACCESS_TARGET))
+    });
+    tracing_subscriber::registry()
+        .with(process_layer)
+        .with(access_layer)
+        .try_init()
+        .map_err(|e| format!("logging: {e}"))?;
+    // Pingora logs through the `log` crate; route it into tracing. A second
+    // call (tests) finds the bridge already installed, which is fine.
+    let _ = tracing_log::LogTracer::init();
+    Ok(())
+}
+
+fn access_writer(spec: &AccessLogSpec) -> Result<Option<BoxMakeWriter>, String> {
+    Ok(match spec.target {
+        LogTarget::Off => None,
+        LogTarget::Stdout => Some(BoxMakeWriter::new(std::io::stdout)),
+        LogTarget::Stderr => Some(BoxMakeWriter::new(std::io::stderr)),
+        LogTarget::File => {
+            let path = spec.path.as_deref().ok_or(
+                "access_log.path: required when target is file; fix: set access_log.path",
+            )?;
+            let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                format!("access_log.path: cannot open {path:?} ({e}); fix: create its directory")
+            })?;
+            Some(BoxMakeWriter::new(Mutex::new(file)))
+        }
+    })
+}

@@ -1,0 +1,112 @@
+//! Prometheus metrics, in one registry owned by the process.
+//!
+//! Request counters are labelled by route id, method and status class only,
+//! which keeps the label space bounded by the configuration.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::gateway::Snapshot;
+
+/// The gateway's metric families.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub connect_failures: IntCounterVec,
+    pub backend_healthy: IntGaugeVec,
+}
+
+/// The process-wide metrics, created on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("portico_requests_total", "Requests answered, by route, method and status class"),
+            &["route", "method", "status"],
+        )
+        .expect("static metric definition is valid");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portico_request_duration_seconds",
+                "Time from request start to the end of the response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )
+        .expect("static metric definition is valid");
+        let connect_failures = IntCounterVec::new(
+            Opts::new("portico_upstream_connect_failures_total", "Failed upstream connects"),
+            &["upstream", "backend"],
+        )
+        .expect("static metric definition is valid");
+        let backend_healthy = IntGaugeVec::new(
+            Opts::new("portico_backend_healthy", "1 when the backend takes traffic, else 0"),
+            &["upstream", "backend"],
+        )
+        .expect("static metric definition is valid");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(connect_failures.clone()),
+            Box::new(backend_healthy.clone()),
+        ] {
+            registry.register(c).expect("each metric is registered once");
+        }
+        Metrics { registry, requests, duration, connect_failures, backend_healthy }
+    }
+
+    /// Records one finished request.
+    pub fn observe_request(&self, route: &str, method: &http::Method, status: u16, secs: f64) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests.with_label_values(&[route, method_label(method), class]).inc();
+        self.duration.with_label_values(&[route]).observe(secs);
+    }
+
+    /// The text exposition, with backend health read fresh from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> Vec<u8> {
+        for pool in snapshot.pools.values() {
+            for b in pool.backends() {
+                self.backend_healthy
+                    .with_label_values(&[&*pool.name, &b.label])
+                    .set(i64::from(b.is_available()));
+            }
+        }
+        let mut out = Vec::with_capacity(8192);
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Methods outside the standard set share one label value, so a client cannot
+/// grow the label space.
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-request state carried through the Pingora hooks.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::Failure;
+use crate::gateway::Snapshot;
+use crate::upstream::InflightGuard;
+
+/// What one request has learned so far. Created in `new_ctx`, dropped after
+/// `logging`; dropping it releases the backend's in-flight slot.
+pub struct RequestCtx {
+    /// The configuration this request runs under, fixed at its start.
+    pub snapshot: Arc<Snapshot>,
+    pub start: Instant,
+    pub request_id: String,
+    /// The client address after the trusted-proxy rule.
+    pub client_ip: Option<IpAddr>,
+    /// The socket peer, for `X-Forwarded-For`.
+    pub peer_ip: Option<IpAddr>,
+    /// Host as received, normalised (lowercase, no port).
+    pub host: String,
+    /// The normalised path, which every step and the upstream see.
+    pub path: String,
+    /// Index into `snapshot.router.routes()`.
+    pub route: Option<usize>,
+    /// The path and query sent upstream after strip-prefix or rewrite, when
+    /// it differs from the client's.
+    pub upstream_uri: Option<String>,
+    /// Backends already tried, by index in the pool.
+    pub tried: Vec<usize>,
+    /// The backend of the current (last) try.
+    pub backend: Option<usize>,
+    pub inflight: Option<InflightGuard>,
+    /// When the current try was sent, and how long its response header took.
+    pub upstream_sent: Option<Instant>,
+    pub upstream_latency: Option<Duration>,
+    /// Set when Portico answers the request itself.
+    pub failure: Option<Failure>,
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> RequestCtx {
+        RequestCtx {
+            snapshot,
+            start: Instant::now(),
+            request_id: String::new(),
+            client_ip: None,
+            peer_ip: None,
+            host: String::new(),
+            path: String::new(),
+            route: None,
+            upstream_uri: None,
+            tried: Vec::new(),
+            backend: None,
+            inflight: None,
+            upstream_sent: None,
+            upstream_latency: None,
+            failure: None,
+        }
+    }
+
+    /// The matched route's id, or `"-"` before or without a match.
+    pub fn route_id(&self) -> &str {
+        self.route
+            .and_then(|i| self.snapshot.router.routes().get(i))
+            .map(|r| &*r.id)
+            .unwrap_or("-")
+    }
+
+    /// The pool of the matched route.
+    pub fn pool(&self) -> Option<&Arc<crate::upstream::Pool>> {
+        self.route.and_then(|i| self.snapshot.route_pools.get(i))
+    }
+}

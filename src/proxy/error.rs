@@ -1,0 +1,162 @@
+//! The one place where a failure becomes a client response.
+//!
+//! Every step that rejects a request, and every upstream failure Pingora
+//! reports, is turned into a [`Failure`]; [`respond`] writes it as a JSON body
+//! carrying the request id. Later protocols (gRPC, GraphQL) add their own
+//! renderings here, keyed on the same `Failure`.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// Why Portico answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The request was malformed (bad path, bad framing).
+    BadRequest(&'static str),
+    /// The client was too slow sending its request.
+    ClientTimeout,
+    /// No route matched.
+    NoRoute,
+    /// The route's pool had no backend able to take the request.
+    NoHealthyBackend,
+    /// The backend refused the connection or broke it.
+    UpstreamFailed,
+    /// The backend did not connect or answer in time.
+    UpstreamTimeout,
+    /// A bug or resource problem inside Portico.
+    Internal,
+}
+
+impl Failure {
+    pub fn status(self) -> u16 {
+        match self {
+            Failure::BadRequest(_) => 400,
+            Failure::ClientTimeout => 408,
+            Failure::NoRoute => 404,
+            Failure::NoHealthyBackend => 503,
+            Failure::UpstreamFailed => 502,
+            Failure::UpstreamTimeout => 504,
+            Failure::Internal => 500,
+        }
+    }
+
+    /// A stable machine-readable code, also written to the access log.
+    pub fn code(self) -> &'static str {
+        match self {
+            Failure::BadRequest(_) => "bad_request",
+            Failure::ClientTimeout => "request_timeout",
+            Failure::NoRoute => "no_route",
+            Failure::NoHealthyBackend => "no_healthy_backend",
+            Failure::UpstreamFailed => "upstream_failed",
+            Failure::UpstreamTimeout => "upstream_timeout",
+            Failure::Internal => "internal_error",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Failure::BadRequest(why) => why,
+            Failure::ClientTimeout => "the request was not received in time",
+            Failure::NoRoute => "no route matches this request",
+            Failure::NoHealthyBackend => "no healthy backend is available for this route",
+            Failure::UpstreamFailed => "the upstream refused or reset the connection",
+            Failure::UpstreamTimeout => "the upstream did not answer in time",
+            Failure::Internal => "internal gateway error",
+        }
+    }
+
+    /// Classifies an error Pingora reports. `None` means the client is gone
+    /// and no response can be written.
+    pub fn from_error(e: &Error) -> Option<Failure> {
+        use ErrorType::*;
+        let etype = e.etype();
+        if let HTTPStatus(code) = etype {
+            return Some(match code {
+                400 => Failure::BadRequest("malformed request"),
+                404 => Failure::NoRoute,
+                503 => Failure::NoHealthyBackend,
+                504 => Failure::UpstreamTimeout,
+                _ => Failure::UpstreamFailed,
+            });
+        }
+        match e.esource() {
+            ErrorSource::Upstream => Some(match etype {
+                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                    Failure::UpstreamTimeout
+                }
+                _ => Failure::UpstreamFailed,
+            }),
+            ErrorSource::Downstream => match etype {
+                ReadError | WriteError | ConnectionClosed => None,
+                ReadTimedout => Some(Failure::ClientTimeout),
+                _ => Some(Failure::BadRequest("malformed request")),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(Failure::Internal),
+        }
+    }
+}
+
+/// Writes `failure` to the client as JSON. Does nothing when a response has
+/// already started (the connection is then closed by Pingora).
+pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) {
+    if session.response_written().is_some() {
+        return;
+    }
+    let body = Bytes::from(render_json(failure, request_id));
+    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4)) else { return };
+    let headers = [
+        ("content-type", "application/json"),
+        ("content-length", &body.len().to_string()),
+        ("x-request-id", request_id),
+        ("cache-control", "no-store"),
+    ];
+    for (name, value) in headers {
+        // The values are ours and valid; a failure here would only drop a header.
+        let _ = header.insert_header(name, value);
+    }
+    if session.write_response_header(Box::new(header), false).await.is_ok() {
+        let _ = session.write_response_body(Some(body), true).await;
+    }
+}
+
+fn render_json(failure: Failure, request_id: &str) -> String {
+    serde_json::json!({
+        "error": failure.code(),
+        "message": failure.message(),
+        "status": failure.status(),
+        "request_id": request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_timeouts_become_504_and_refusals_502() {
+        let t = Error::new(ErrorType::ConnectTimedout).into_up();
+        assert_eq!(Failure::from_error(&t), Some(Failure::UpstreamTimeout));
+        let r = Error::new(ErrorType::ReadTimedout).into_up();
+        assert_eq!(Failure::from_error(&r).map(Failure::status), Some(504));
+        let refused = Error::new(ErrorType::ConnectRefused).into_up();
+        assert_eq!(Failure::from_error(&refused).map(Failure::status), Some(502));
+    }
+
+    #[test]
+    fn a_vanished_client_gets_no_response() {
+        let gone = Error::new(ErrorType::ConnectionClosed).into_down();
+        assert_eq!(Failure::from_error(&gone), None);
+    }
+
+    #[test]
+    fn json_body_carries_code_and_request_id() {
+        let v: serde_json::Value =
+            serde_json::from_str(&render_json(Failure::NoRoute, "abc")).unwrap();
+        assert_eq!(v["error"], "no_route");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["request_id"], "abc");
+    }
+}

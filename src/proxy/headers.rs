@@ -1,0 +1,146 @@
+//! Header rules at the proxy boundary: request ids, the forwarding headers,
+//! and hop-by-hop headers that must not cross.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+/// `transfer-encoding` and `upgrade` are left to Pingora, which frames bodies
+/// and handles upgrades itself.
+pub const HOP_BY_HOP: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
+
+/// Longest client-supplied request id that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `X-Request-Id` when it is reasonable, else a fresh one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get("x-request-id") {
+        let b = v.as_bytes();
+        if !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+        {
+            // Checked ASCII above, so this cannot fail.
+            return String::from_utf8_lossy(b).into_owned();
+        }
+    }
+    new_request_id()
+}
+
+/// A random 128-bit id as 32 hex digits.
+pub fn new_request_id() -> String {
+    let mut s = String::with_capacity(32);
+    let _ = write!(s, "{:032x}", fastrand::u128(..));
+    s
+}
+
+/// The client address as Portico believes it. From a trusted proxy, the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy;
+/// otherwise the socket peer. A spoofed header from an untrusted peer changes
+/// nothing.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let mut candidate = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(text) = value.to_str() else { return candidate };
+        for part in text.rsplit(',') {
+            let Ok(ip) = part.trim().parse::<IpAddr>() else { return candidate };
+            candidate = ip;
+            if !trusted(ip) {
+                return ip;
+            }
+        }
+    }
+    candidate
+}
+
+/// The `X-Forwarded-For` to send upstream: the incoming chain only when the
+/// peer is trusted, then the peer itself.
+pub fn forwarded_for(peer: IpAddr, peer_trusted: bool, headers: &HeaderMap) -> String {
+    let mut out = String::new();
+    if peer_trusted {
+        for v in headers.get_all("x-forwarded-for") {
+            if let Ok(text) = v.to_str() {
+                let text = text.trim();
+                if !text.is_empty() {
+                    out.push_str(text);
+                    out.push_str(", ");
+                }
+            }
+        }
+    }
+    let _ = write!(out, "{peer}");
+    out
+}
+
+/// Names of the headers that `headers` says are hop-by-hop: the standard ones
+/// plus every token listed in `Connection`.
+pub fn hop_by_hop_names(headers: &HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| s.to_string()).collect();
+    for v in headers.get_all(http::header::CONNECTION) {
+        if let Ok(text) = v.to_str() {
+            for token in text.split(',') {
+                let token = token.trim().to_ascii_lowercase();
+                // Framing and upgrade headers are Pingora's to manage.
+                if !token.is_empty()
+                    && token != "upgrade"
+                    && token != "transfer-encoding"
+                    && token != "content-length"
+                {
+                    names.push(token);
+                }
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        let peer: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(peer, &h, |_| false), peer);
+        assert_eq!(forwarded_for(peer, false, &h), "9.9.9.9");
+    }
+
+    #[test]
+    fn a_trusted_peer_yields_the_rightmost_untrusted_address() {
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        assert_eq!(client_ip(peer, &h, trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(forwarded_for(peer, true, &h), "6.6.6.6, 1.2.3.4, 10.0.0.2, 10.0.0.1");
+    }
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_reasonable() {
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
+        let long = "a".repeat(200);
+        assert_ne!(request_id(&headers(&[("x-request-id", &long)])), long);
+        assert_eq!(request_id(&headers(&[("x-request-id", "a b")])).len(), 32);
+    }
+
+    #[test]
+    fn connection_tokens_are_hop_by_hop() {
+        let names = hop_by_hop_names(&headers(&[("connection", "X-Secret, close")]));
+        assert!(names.contains(&"x-secret".to_string()));
+        assert!(names.contains(&"keep-alive".to_string()));
+    }
+}

@@ -1,0 +1,384 @@
+//! The Pingora `ProxyHttp` implementation: each hook is a short list of named
+//! pipeline steps.
+//!
+//! Order for one request: `early_request_filter` (connection settings) →
+//! `request_filter` (request id, client address, path normalisation, route
+//! match; a rejection is answered here and never reaches an upstream) →
+//! `upstream_peer` (backend choice, once per try) → `upstream_request_filter`
+//! (forwarding headers, rewritten path, host) → `upstream_response_filter`
+//! (passive health) → `response_filter` → `logging` (access log, metrics).
+//! Failures from any step end in [`error::respond`].
+
+pub mod ctx;
+pub mod error;
+pub mod headers;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use tracing::{error, warn};
+
+use crate::gateway::SharedSnapshot;
+use crate::observe::access_log::AccessRecord;
+use crate::observe::metrics::metrics;
+use crate::router::{normalize_host, normalize_path, RequestView};
+use crate::upstream::Outcome;
+use ctx::RequestCtx;
+use error::Failure;
+
+/// The gateway's proxy logic; one instance serves every listener.
+pub struct Gateway {
+    snapshot: SharedSnapshot,
+}
+
+impl Gateway {
+    pub fn new(snapshot: SharedSnapshot) -> Gateway {
+        Gateway { snapshot }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.snapshot.load_full())
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let server = &ctx.snapshot.config.server;
+        session.set_keepalive(Some(server.downstream_keepalive_timeout.0.as_secs()));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        identify(session, ctx);
+        let admitted = normalise(session, ctx).and_then(|()| route(session, ctx));
+        match admitted {
+            Ok(()) => Ok(false),
+            Err(failure) => {
+                ctx.failure = Some(failure);
+                error::respond(session, failure, &ctx.request_id).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        select_backend(session, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some((pool, idx)) = ctx.pool().cloned().zip(ctx.backend) else { return e };
+        let backend = &pool.backends()[idx];
+        pool.report(idx, Outcome::ConnectFailure);
+        metrics().connect_failures.with_label_values(&[&*pool.name, &backend.label]).inc();
+        warn!(
+            request_id = %ctx.request_id, upstream = %pool.name, backend = %backend.label,
+            error = e.etype().as_str(), "upstream connect failed"
+        );
+        ctx.inflight = None;
+        ctx.failure = Failure::from_error(&e);
+        // A connection that was never made carried nothing: any request may go
+        // to another backend.
+        e.set_retry(ctx.tried.len() <= pool.retries);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("backend {peer}"));
+        let upstream_fault = *e.esource() == ErrorSource::Upstream;
+        if let (true, Some(pool), Some(idx)) = (upstream_fault, ctx.pool(), ctx.backend) {
+            pool.report(idx, Outcome::ServerError);
+        }
+        ctx.failure = Failure::from_error(&e);
+        let retries_left = ctx.pool().is_some_and(|p| ctx.tried.len() <= p.retries);
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+        if !(upstream_fault && replayable && retries_left) || timed_out {
+            // Never replay a request that may have had effects, nor one whose
+            // timeout already spent the route's budget.
+            e.set_retry(false);
+        } else if !e.retry() {
+            // A reset on an idempotent, replayable request: try another backend.
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // An empty final chunk from an HTTP/2 client would make Pingora write a
+        // second chunked terminator to an HTTP/1.1 upstream and poison the
+        // pooled connection; ending the body with `None` avoids it.
+        if end_of_stream && body.as_ref().is_some_and(|b| b.is_empty()) {
+            *body = None;
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_sent = Some(std::time::Instant::now());
+        prepare_upstream_request(session, upstream, ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        if let (Some(pool), Some(idx)) = (ctx.pool(), ctx.backend) {
+            let outcome =
+                if upstream.status.is_server_error() { Outcome::ServerError } else { Outcome::Success };
+            pool.report(idx, outcome);
+        }
+        for name in headers::hop_by_hop_names(&upstream.headers) {
+            if name != "connection" || upstream.status != 101 {
+                upstream.remove_header(&name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", &ctx.request_id)?;
+        Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
+        // Portico logs failures itself, with the request id, in `fail_to_proxy`.
+        true
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let failure = ctx.failure.or_else(|| Failure::from_error(e));
+        ctx.failure = failure;
+        let Some(failure) = failure else {
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        };
+        if failure.status() >= 500 {
+            error!(
+                request_id = %ctx.request_id, route = ctx.route_id(), error = %e,
+                "request failed"
+            );
+        }
+        if ctx.request_id.is_empty() {
+            ctx.request_id = headers::request_id(&session.req_header().headers);
+        }
+        error::respond(session, failure, &ctx.request_id).await;
+        FailToProxy { error_code: failure.status(), can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        record(session, ctx);
+        ctx.inflight = None;
+    }
+}
+
+/// Request id, client address and host.
+fn identify(session: &Session, ctx: &mut RequestCtx) {
+    let req = session.req_header();
+    ctx.request_id = headers::request_id(&req.headers);
+    ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    ctx.client_ip = ctx.peer_ip.map(|peer| {
+        headers::client_ip(peer, &req.headers, |ip| ctx.snapshot.is_trusted_proxy(ip))
+    });
+    let raw_host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    ctx.host = normalize_host(raw_host).into_owned();
+}
+
+/// Normalises the path once; the request header is rewritten so every later
+/// step, and the upstream, see only the normalised form.
+fn normalise(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let uri = &session.req_header().uri;
+    let raw = uri.path();
+    let path = normalize_path(raw).map_err(|_| Failure::BadRequest("malformed request path"))?;
+    ctx.path = path.into_owned();
+    if ctx.path != raw {
+        let pq = match uri.query() {
+            Some(q) => format!("{}?{q}", ctx.path),
+            None => ctx.path.clone(),
+        };
+        let new_uri = http::Uri::builder()
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| Failure::BadRequest("malformed request path"))?;
+        session.req_header_mut().set_uri(new_uri);
+    }
+    Ok(())
+}
+
+/// Finds the route and works out the path to send upstream.
+fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let req = session.req_header();
+    let view = RequestView {
+        host: &ctx.host,
+        path: &ctx.path,
+        method: &req.method,
+        headers: &req.headers,
+        query: req.uri.query(),
+    };
+    let route = ctx.snapshot.router.find(&view).ok_or(Failure::NoRoute)?;
+    let forward = route.forward_path(&ctx.path);
+    if forward != ctx.path {
+        ctx.upstream_uri = Some(match req.uri.query() {
+            Some(q) => format!("{forward}?{q}"),
+            None => forward.into_owned(),
+        });
+    }
+    ctx.route = Some(route.index);
+    Ok(())
+}
+
+/// Picks the backend for this try and builds its peer.
+fn select_backend(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let Some(pool) = ctx.pool().cloned() else {
+        ctx.failure = Some(Failure::NoRoute);
+        return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
+    };
+    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let key = match pool.hash_key() {
+        Some(k) => k.extract(&client, &ctx.path, &session.req_header().headers),
+        None => b"",
+    };
+    let Some(idx) = pool.select(key, &ctx.tried) else {
+        if ctx.tried.is_empty() || ctx.failure.is_none() {
+            ctx.failure = Some(Failure::NoHealthyBackend);
+        }
+        return Error::e_explain(ErrorType::HTTPStatus(503), "no backend available");
+    };
+    ctx.tried.push(idx);
+    ctx.backend = Some(idx);
+    ctx.inflight = Some(pool.acquire(idx));
+    let t = &pool.timeouts;
+    let mut peer = HttpPeer::new(pool.backends()[idx].addr, false, String::new());
+    peer.options.connection_timeout = Some(t.connect);
+    peer.options.read_timeout = Some(t.read);
+    peer.options.write_timeout = Some(t.write);
+    peer.options.idle_timeout = Some(t.idle.unwrap_or(Duration::ZERO));
+    Ok(Box::new(peer))
+}
+
+/// Rewritten path, host, forwarding headers and request id on the upstream
+/// request; hop-by-hop headers removed.
+fn prepare_upstream_request(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let incoming = &session.req_header().headers;
+    for name in headers::hop_by_hop_names(incoming) {
+        upstream.remove_header(&name);
+    }
+    if let Some(uri) = &ctx.upstream_uri {
+        let uri = uri.parse::<http::Uri>().or_else(|e| {
+            Error::e_because(ErrorType::InternalError, "rewritten path is not a valid URI", e)
+        })?;
+        upstream.set_uri(uri);
+    }
+    let route = ctx.route.and_then(|i| ctx.snapshot.router.routes().get(i));
+    if let Some(host) = route.and_then(|r| r.upstream_host.as_deref()) {
+        upstream.insert_header(http::header::HOST, host)?;
+    } else if upstream.headers.get(http::header::HOST).is_none() && !ctx.host.is_empty() {
+        // HTTP/2 clients send :authority, HTTP/1.1 upstreams need Host.
+        upstream.insert_header(http::header::HOST, &ctx.host)?;
+    }
+    if let Some(peer) = ctx.peer_ip {
+        let trusted = ctx.snapshot.is_trusted_proxy(peer);
+        upstream.insert_header("x-forwarded-for", headers::forwarded_for(peer, trusted, incoming))?;
+    }
+    upstream.insert_header("x-forwarded-proto", "http")?;
+    if let Some(host) = incoming.get(http::header::HOST) {
+        upstream.insert_header("x-forwarded-host", host.clone())?;
+    } else if !ctx.host.is_empty() {
+        upstream.insert_header("x-forwarded-host", &ctx.host)?;
+    }
+    upstream.insert_header("x-request-id", &ctx.request_id)?;
+    Ok(())
+}
+
+/// The access-log line and the request metrics.
+fn record(session: &Session, ctx: &RequestCtx) {
+    let req = session.req_header();
+    let status = session
+        .response_written()
+        .map(|r| r.status.as_u16())
+        .or(ctx.failure.map(Failure::status))
+        .unwrap_or(0);
+    let total = ctx.start.elapsed();
+    let route = ctx.route_id();
+    metrics().observe_request(route, &req.method, status, total.as_secs_f64());
+    let backend = ctx
+        .pool()
+        .zip(ctx.backend)
+        .map(|(p, i)| p.backends()[i].label.as_str())
+        .unwrap_or("-");
+    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    AccessRecord {
+        request_id: &ctx.request_id,
+        client: &client,
+        method: req.method.as_str(),
+        host: &ctx.host,
+        path: if ctx.path.is_empty() { req.uri.path() } else { &ctx.path },
+        route,
+        backend,
+        status,
+        bytes_in: session.body_bytes_read(),
+        bytes_out: session.body_bytes_sent(),
+        upstream_ms: ctx.upstream_latency.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        total_ms: total.as_secs_f64() * 1000.0,
+        error: ctx.failure.map_or("", Failure::code),
+    }
+    .emit();
+}
+
+/// The proxy service name used in Pingora's logs.
+pub const SERVICE_NAME: &str = "portico";
+

@@ -1,0 +1,122 @@
+//! Building and running the Pingora server from a validated configuration.
+//!
+//! Nothing here starts a thread or a runtime before Pingora's `run_forever`
+//! (daemon mode forks there); name resolution runs on a short-lived
+//! current-thread runtime that is gone before the fork.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
+use pingora::prelude::{background_service, Opt, Server};
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::services::listening::Service;
+use tracing::info;
+
+use crate::admin::Admin;
+use crate::config::{self, Config};
+use crate::gateway::{SharedSnapshot, Snapshot};
+use crate::observe::logging;
+use crate::proxy::{Gateway, SERVICE_NAME};
+use crate::upstream::health::HealthChecker;
+use crate::upstream::resolve::resolve_all;
+
+/// Pingora's process flags, as given on Portico's command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFlags {
+    /// Take the listening sockets over from a running Portico (`-u`).
+    pub upgrade: bool,
+    /// Detach into the background (`-d`).
+    pub daemon: bool,
+    /// Check that the server can start, then exit (`-t`).
+    pub test: bool,
+}
+
+/// Loads, validates and compiles the configuration, then serves until a
+/// signal ends the process. Returns the problems when the process cannot
+/// start; nothing is listening then.
+pub fn run(path: &Path, flags: RunFlags) -> Result<(), Vec<String>> {
+    let config = config::load_file(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let snapshot = compile(config)?;
+    logging::init(&snapshot.config.logging, &snapshot.config.access_log).map_err(|e| vec![e])?;
+    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let mut server = Server::new_with_opt_and_conf(pingora_opt(flags), server_conf(&shared));
+    server.bootstrap();
+    add_services(&mut server, &shared);
+    let cfg = &shared.load().config;
+    info!(
+        listeners = cfg.listeners.len(), routes = cfg.routes.len(),
+        upstreams = cfg.upstreams.len(), "portico starting"
+    );
+    server.run_forever()
+}
+
+/// Resolves backend names and compiles the snapshot.
+pub fn compile(config: Config) -> Result<Snapshot, Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| vec![format!("cannot start the resolver runtime: {e}")])?;
+    let resolved = rt.block_on(resolve_all(&config.upstreams))?;
+    drop(rt);
+    Snapshot::build(config, &resolved)
+}
+
+fn pingora_opt(flags: RunFlags) -> Opt {
+    Opt { upgrade: flags.upgrade, daemon: flags.daemon, nocapture: false, test: flags.test, conf: None }
+}
+
+fn server_conf(shared: &SharedSnapshot) -> ServerConf {
+    let s = &shared.load().config.server;
+    let mut conf = ServerConf::default();
+    conf.threads = s.threads;
+    conf.work_stealing = s.work_stealing;
+    conf.pid_file = s.pid_file.clone();
+    conf.upgrade_sock = s.upgrade_sock.clone();
+    conf.error_log = s.error_log.clone();
+    conf.user = s.user.clone();
+    conf.group = s.group.clone();
+    conf.grace_period_seconds = Some(s.grace_period.0.as_secs_f64().ceil() as u64);
+    conf.graceful_shutdown_timeout_seconds =
+        Some(s.graceful_shutdown_timeout.0.as_secs_f64().ceil() as u64);
+    conf.upstream_keepalive_pool_size = s.upstream_keepalive_pool_size;
+    conf
+}
+
+fn add_services(server: &mut Server, shared: &SharedSnapshot) {
+    let snapshot = shared.load();
+    let cfg = &snapshot.config;
+    // HTTP/2 prior knowledge is a per-service option in Pingora, so listeners
+    // with and without it get a service each.
+    for h2c in [true, false] {
+        let addrs: Vec<&str> = cfg
+            .listeners
+            .iter()
+            .filter(|l| l.h2c == h2c)
+            .map(|l| l.address.as_str())
+            .collect();
+        if addrs.is_empty() {
+            continue;
+        }
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        options.keepalive_request_limit =
+            (cfg.server.keepalive_request_limit > 0).then_some(cfg.server.keepalive_request_limit);
+        let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gateway::new(shared.clone()))
+            .name(SERVICE_NAME)
+            .server_options(options)
+            .build();
+        for addr in addrs {
+            proxy.add_tcp(addr);
+        }
+        server.add_service(proxy);
+    }
+    if let Some(admin) = &cfg.admin {
+        let mut service = Service::new("admin".to_string(), Admin { snapshot: shared.clone() });
+        service.add_tcp(&admin.address);
+        server.add_service(service);
+    }
+    server.add_service(background_service("health", HealthChecker { snapshot: shared.clone() }));
+}
