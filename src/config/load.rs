@@ -207,7 +207,10 @@ fn read_upstreams(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>
     let Value::Mapping(map) = value else {
         errors.push(ConfigError::new(
             "upstreams",
-            format!("expected a map of named upstreams, found {}", describe(&value)),
+            format!(
+                "expected a map of named upstreams, found {}",
+                describe(&value)
+            ),
             "write each upstream as `name: {backends: [...]}` under `upstreams:`",
         ));
         return;
@@ -255,11 +258,7 @@ fn sequence(
 }
 
 /// Deserializes one part, turning a failure into an error at its exact path.
-fn part<T: DeserializeOwned>(
-    value: Value,
-    base: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
+fn part<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
     match serde_path_to_error::deserialize(value) {
         Ok(typed) => Some(typed),
         Err(e) => {
@@ -292,10 +291,7 @@ fn explain(raw: &str) -> (String, String) {
         return (format!("unknown value {value}"), fix);
     }
     if let Some(key) = raw.strip_prefix("missing field ") {
-        return (
-            format!("missing required key {key}"),
-            format!("add {key}"),
-        );
+        return (format!("missing required key {key}"), format!("add {key}"));
     }
     if raw.starts_with("invalid type: ") || raw.starts_with("invalid value: ") {
         if let Some((_, expected)) = raw.rsplit_once(", expected ") {

@@ -211,11 +211,13 @@ routes:
 
     #[test]
     fn an_unreadable_file_is_one_error_about_the_file() {
-        let errors = load_file(Path::new("/nonexistent/portico.yaml"))
-            .expect_err("the file does not exist");
+        let errors =
+            load_file(Path::new("/nonexistent/portico.yaml")).expect_err("the file does not exist");
         assert_eq!(errors.0.len(), 1);
         assert_eq!(errors.0[0].path, "(file)");
-        assert!(errors.0[0].message.contains("cannot read /nonexistent/portico.yaml"));
+        assert!(errors.0[0]
+            .message
+            .contains("cannot read /nonexistent/portico.yaml"));
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub struct LoggingSpec {
 
 impl Default for LoggingSpec {
     fn default() -> Self {
-        LoggingSpec { level: "info".into(), format: LogFormat::Json }
+        LoggingSpec {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
     }
 }
 
@@ -196,7 +199,10 @@ pub enum HashKeySpec {
 /// The written form of [`HashKeySpec`]. An adjacently tagged enum would do the
 /// same, but its unknown-key errors name neither the key nor the accepted ones.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a map with `source` and, for header or cookie, `name`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map with `source` and, for header or cookie, `name`"
+)]
 struct HashKeyFields {
     source: HashKeySource,
     #[serde(default)]
@@ -310,7 +316,10 @@ pub struct PassiveHealthSpec {
 
 impl Default for PassiveHealthSpec {
     fn default() -> Self {
-        PassiveHealthSpec { consecutive_failures: 5, ejection_time: Dur(Duration::from_secs(10)) }
+        PassiveHealthSpec {
+            consecutive_failures: 5,
+            ejection_time: Dur(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -366,7 +375,10 @@ pub enum PathMatchSpec {
 /// cannot be read from a `serde_norway::Value` map (only from a `!tag`), and the
 /// loader deserializes from a `Value`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a map with one of `exact`, `prefix` or `regex`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a map with one of `exact`, `prefix` or `regex`"
+)]
 struct PathMatchFields {
     #[serde(default)]
     exact: Option<String>,
@@ -438,9 +450,13 @@ impl serde::de::Visitor<'_> for DurVisitor {
     }
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Dur, E> {
-        humantime::parse_duration(text.trim()).map(Dur).map_err(|e| {
-            E::custom(format!("invalid duration {text:?} ({e}); write it like 250ms, 5s, 1m or 1h"))
-        })
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|e| {
+                E::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like 250ms, 5s, 1m or 1h"
+                ))
+            })
     }
 }
 

@@ -48,7 +48,12 @@ fn check_listeners(draft: &Draft, errors: &mut Vec<ConfigError>) {
     let mut bound: Vec<(String, &str)> = draft
         .listeners
         .iter()
-        .map(|(i, l)| (format!("{}.address", index_path("listeners", *i)), l.address.as_str()))
+        .map(|(i, l)| {
+            (
+                format!("{}.address", index_path("listeners", *i)),
+                l.address.as_str(),
+            )
+        })
         .collect();
     if let Some(admin) = &draft.admin {
         bound.push(("admin.address".into(), admin.address.as_str()));

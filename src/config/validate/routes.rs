@@ -69,7 +69,10 @@ fn check_upstream(
     let fix = if names.is_empty() {
         define
     } else {
-        format!("{define} or point the route at one of: {}", names.join(", "))
+        format!(
+            "{define} or point the route at one of: {}",
+            names.join(", ")
+        )
     };
     errors.push(ConfigError::new(
         format!("{path}.upstream"),
@@ -149,7 +152,10 @@ fn check_path(path: &str, spec: &PathMatchSpec, errors: &mut Vec<ConfigError>) {
         errors.push(ConfigError::new(
             format!("{path}.{key}"),
             format!("path {text:?} does not start with /"),
-            format!("write an absolute path, like /{}", text.trim_start_matches('/')),
+            format!(
+                "write an absolute path, like /{}",
+                text.trim_start_matches('/')
+            ),
         ));
     } else if key == "prefix" && text.len() > 1 && text.ends_with('/') {
         errors.push(ConfigError::new(

@@ -28,7 +28,11 @@ pub(super) fn check(path: &str, upstream: &UpstreamSpec, errors: &mut Vec<Config
     if let Some(check) = &upstream.health_check {
         check_health(&format!("{path}.health_check"), check, errors);
     }
-    check_passive(&format!("{path}.passive_health"), &upstream.passive_health, errors);
+    check_passive(
+        &format!("{path}.passive_health"),
+        &upstream.passive_health,
+        errors,
+    );
 }
 
 fn check_backend(path: &str, backend: &BackendSpec, errors: &mut Vec<ConfigError>) {
@@ -63,7 +67,10 @@ fn check_host_port(address: &str) -> Result<(), (String, String)> {
     }
     if host.starts_with('[') || host.contains(':') {
         let message = format!("{address:?} has an invalid IPv6 address");
-        return Err((message, "write IPv6 addresses in brackets, like [::1]:8080".into()));
+        return Err((
+            message,
+            "write IPv6 addresses in brackets, like [::1]:8080".into(),
+        ));
     }
     if !valid_hostname(host) {
         let message = format!("{host:?} is not a valid hostname or IP address");

@@ -1,0 +1,7 @@
+//! Integration tests: the real `portico` binary in front of real upstream
+//! servers, all on ephemeral loopback ports. One test binary keeps link time
+//! low; each module covers one area of behaviour.
+
+mod support;
+
+mod proxying;
