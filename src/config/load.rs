@@ -181,6 +181,8 @@ fn check_version(value: &Value, errors: &mut Vec<ConfigError>) {
 
 fn read_listeners(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
     let Some(items) = sequence(value, "listeners", "- address: 0.0.0.0:8080", errors) else {
+        // Something was written; "no listener is defined" would only repeat the error.
+        draft.listeners_written = 1;
         return;
     };
     draft.listeners_written = items.len();

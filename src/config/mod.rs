@@ -177,7 +177,7 @@ logging: {level: 'portico=loud'}
                 "upstreams.users.timeouts.connect",
                 "routes[0].upstream",
                 "routes[1].id",
-                "routes[1].match.path",
+                "routes[1].match.path.prefix",
                 "logging.level",
             ]
         );

@@ -108,10 +108,10 @@ fn check_balance(path: &str, upstream: &UpstreamSpec, errors: &mut Vec<ConfigErr
             "`hash_key` is only used with `balance: consistent_hash` and would be ignored",
             "set `balance: consistent_hash` or remove hash_key",
         )),
-        (Some(HashKeySpec::Header(name)), true) => {
-            if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                errors.push(invalid_header_name(format!("{path}.hash_key.name"), name));
-            }
+        (Some(HashKeySpec::Header(name)), true)
+            if HeaderName::from_bytes(name.as_bytes()).is_err() =>
+        {
+            errors.push(invalid_header_name(format!("{path}.hash_key.name"), name));
         }
         (Some(HashKeySpec::Cookie(name)), true) if name.trim().is_empty() => {
             errors.push(ConfigError::new(
