@@ -70,19 +70,21 @@ fn pingora_opt(flags: RunFlags) -> Opt {
 
 fn server_conf(shared: &SharedSnapshot) -> ServerConf {
     let s = &shared.load().config.server;
-    let mut conf = ServerConf::default();
-    conf.threads = s.threads;
-    conf.work_stealing = s.work_stealing;
-    conf.pid_file = s.pid_file.clone();
-    conf.upgrade_sock = s.upgrade_sock.clone();
-    conf.error_log = s.error_log.clone();
-    conf.user = s.user.clone();
-    conf.group = s.group.clone();
-    conf.grace_period_seconds = Some(s.grace_period.0.as_secs_f64().ceil() as u64);
-    conf.graceful_shutdown_timeout_seconds =
-        Some(s.graceful_shutdown_timeout.0.as_secs_f64().ceil() as u64);
-    conf.upstream_keepalive_pool_size = s.upstream_keepalive_pool_size;
-    conf
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        error_log: s.error_log.clone(),
+        user: s.user.clone(),
+        group: s.group.clone(),
+        grace_period_seconds: Some(s.grace_period.0.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(
+            s.graceful_shutdown_timeout.0.as_secs_f64().ceil() as u64,
+        ),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    }
 }
 
 fn add_services(server: &mut Server, shared: &SharedSnapshot) {

@@ -149,7 +149,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
             "routes" => read_routes(value, &mut draft, errors),
             _ => errors.push(ConfigError::new(
                 key_path("", &key),
-                format!("unknown top-level key {key:?}"),
+                format!("unknown top-level key `{key}`"),
                 format!("use one of: {}", TOP_LEVEL_KEYS.join(", ")),
             )),
         }

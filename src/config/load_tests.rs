@@ -62,7 +62,7 @@ fn an_unknown_top_level_key_lists_the_allowed_keys() {
     let error = only_error(
         &with_section("listener: []"),
         "listener",
-        "unknown top-level key",
+        "unknown top-level key `listener`",
     );
     assert!(
         error.fix.contains("version, server, listeners, admin"),

@@ -2,8 +2,8 @@
 //!
 //! A file goes through four steps, each in its own module: the text is parsed
 //! into a YAML value, `${VAR}` references in string scalars are expanded
-//! ([`env`]), each part is deserialized into the [`schema`] types on its own
-//! ([`load`]), and the semantic checks run over what was read (`validate`).
+//! (`env`), each part is deserialized into the [`schema`] types on its own
+//! (`load`), and the semantic checks run over what was read (`validate`).
 //! Every step keeps going after a problem, so one run reports all problems of
 //! a file, sorted in file order, each with its key path and a fix.
 
@@ -227,6 +227,18 @@ routes:
         std::fs::write(&file, FULL).expect("the temp file is writable");
         let config = load_file(&file).expect("FULL is valid");
         assert_eq!(config.version, 1);
+    }
+
+    #[test]
+    fn load_str_expands_from_the_process_environment() {
+        // PATH is set for any process that cargo starts.
+        let expected = std::env::var("PATH").expect("PATH is set");
+        let yaml = format!(
+            "{}server: {{pid_file: '${{PATH}}'}}\n",
+            test_support::MINIMAL
+        );
+        let config = load_str(&yaml).expect("PATH is set");
+        assert_eq!(config.server.pid_file, expected);
     }
 
     #[test]

@@ -72,7 +72,7 @@ routes:
 "#;
 
 /// The smallest valid file; the `with_*` builders add one part to it.
-const MINIMAL: &str = "version: 1
+pub(crate) const MINIMAL: &str = "version: 1
 listeners:
   - address: 127.0.0.1:8080
 ";

@@ -432,3 +432,37 @@ fn an_invalid_upstream_host_is_rejected() {
     let yaml = route("upstream_host: \"bad\\nhost\"");
     only_error(&yaml, "routes[0].upstream_host", "not a valid Host header");
 }
+
+#[test]
+fn a_hash_key_cookie_needs_a_non_empty_name() {
+    let yaml = upstream("balance: consistent_hash, hash_key: {source: cookie, name: ' '}");
+    only_error(
+        &yaml,
+        "upstreams.users.hash_key.name",
+        "the cookie name is empty",
+    );
+}
+
+#[test]
+fn a_client_ip_hash_key_takes_no_name() {
+    let yaml = upstream("balance: consistent_hash, hash_key: {source: client_ip, name: x}");
+    only_error(
+        &yaml,
+        "upstreams.users.hash_key",
+        "source `client_ip` takes no `name`",
+    );
+}
+
+#[test]
+fn every_problem_reads_as_one_line() {
+    let yaml = route(
+        "match: {path: {regex: '(('}, hosts: ['a.*'], methods: ['G T']}, \
+         rewrite: {regex: '[', replace: x}",
+    );
+    let errors = errors_of(&yaml);
+    assert_eq!(errors.len(), 4);
+    for error in errors {
+        let line = error.to_string();
+        assert!(!line.contains('\n'), "{line}");
+    }
+}

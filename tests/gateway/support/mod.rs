@@ -152,6 +152,18 @@ impl Gateway {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
+
+    /// The `portico_backend_healthy` gauge of one backend, read from
+    /// `/metrics`: `Some(true)` when it takes traffic, `None` when absent.
+    pub fn backend_healthy(&self, upstream: &str, backend: std::net::SocketAddr) -> Option<bool> {
+        let text = blocking_get(&self.admin_url("/metrics")).ok()?;
+        let (b, u) = (format!("backend=\"{backend}\""), format!("upstream=\"{upstream}\""));
+        text.lines()
+            .filter(|l| l.starts_with("portico_backend_healthy{"))
+            .find(|l| l.contains(&b) && l.contains(&u))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.trim() == "1")
+    }
 }
 
 impl Drop for Gateway {

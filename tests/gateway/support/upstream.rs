@@ -6,13 +6,16 @@
 //! - `/upload`: reads the whole body and answers with its length;
 //! - `/hop`: answers with `Connection: x-secret` and an `X-Secret` header;
 //! - `/healthz`: 200, or 503 after `set_healthy(false)`;
+//! - `/reset`: reads the request head, then closes the connection unanswered;
 //! - anything else: a JSON echo of method, path, query and headers.
 //!
 //! Every answer carries `x-upstream: <name>`, and requests are counted.
+//! Two switches change every path but `/healthz`: `set_resetting(true)` makes
+//! each request behave like `/reset`, `set_delay(d)` holds each answer for `d`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +36,13 @@ pub struct State {
     pub name: String,
     pub hits: AtomicUsize,
     pub healthy: AtomicBool,
+    /// `/healthz` answers given, by outcome.
+    pub probes_passed: AtomicUsize,
+    pub probes_failed: AtomicUsize,
+    /// Close every connection without answering (except `/healthz`).
+    pub resetting: AtomicBool,
+    /// Milliseconds every answer but `/healthz` waits before it is sent.
+    pub delay_ms: AtomicU64,
     /// Paths of the requests received, in order.
     pub paths: Mutex<Vec<String>>,
     /// Headers of the last request received.
@@ -59,6 +69,10 @@ impl Upstream {
             name: name.to_string(),
             hits: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
+            probes_passed: AtomicUsize::new(0),
+            probes_failed: AtomicUsize::new(0),
+            resetting: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             last_headers: Mutex::new(http::HeaderMap::new()),
         });
@@ -87,6 +101,28 @@ impl Upstream {
 
     pub fn set_healthy(&self, up: bool) {
         self.state.healthy.store(up, Ordering::SeqCst);
+    }
+
+    /// While on, every request but `/healthz` has its connection closed
+    /// before any answer, like a backend that crashes on each request.
+    pub fn set_resetting(&self, on: bool) {
+        self.state.resetting.store(on, Ordering::SeqCst);
+    }
+
+    /// Holds every answer but `/healthz` for `delay` before sending it.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How many `/healthz` probes were answered 200 and 503 so far.
+    pub fn probes(&self) -> (usize, usize) {
+        let passed = self.state.probes_passed.load(Ordering::SeqCst);
+        (passed, self.state.probes_failed.load(Ordering::SeqCst))
+    }
+
+    /// Whether this upstream received a request whose path and query are `uri`.
+    pub fn saw(&self, uri: &str) -> bool {
+        self.state.paths.lock().unwrap().iter().any(|p| p == uri)
     }
 
     /// Stops accepting and closes every open connection.
@@ -131,17 +167,38 @@ fn full(status: u16, name: &str, body: impl Into<Bytes>) -> Response<Body> {
         .unwrap()
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// The error a handler returns to make hyper drop the connection unanswered.
+#[derive(Debug)]
+pub struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset on purpose")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Reset> {
     st.hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
     st.paths.lock().unwrap().push(req.uri().to_string());
     *st.last_headers.lock().unwrap() = req.headers().clone();
     let name = st.name.clone();
+    if path == "/healthz" {
+        let up = st.healthy.load(Ordering::SeqCst);
+        let counter = if up { &st.probes_passed } else { &st.probes_failed };
+        counter.fetch_add(1, Ordering::SeqCst);
+        return Ok(full(if up { 200 } else { 503 }, &name, if up { "ok" } else { "down" }));
+    }
+    if path == "/reset" || st.resetting.load(Ordering::SeqCst) {
+        return Err(Reset);
+    }
+    let delay = st.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let resp = match path.as_str() {
-        "/healthz" => {
-            let up = st.healthy.load(Ordering::SeqCst);
-            full(if up { 200 } else { 503 }, &name, if up { "ok" } else { "down" })
-        }
         "/slow" => {
             let ms = query_param(&req, "ms").unwrap_or(1000);
             tokio::time::sleep(Duration::from_millis(ms)).await;
