@@ -4,6 +4,13 @@
 //! reports, is turned into a [`Failure`]; [`respond`] writes it as a JSON body
 //! carrying the request id. Later protocols (gRPC, GraphQL) add their own
 //! renderings here, keyed on the same `Failure`.
+//!
+//! Known limitation: a request whose head Pingora cannot parse (a request line
+//! such as `GET / HTTP/1.1 x`, or broken header syntax) is answered by Pingora
+//! itself with an empty-bodied 400 before any Portico hook runs, so it gets no
+//! JSON body, no request id, no access-log line and no metric. Pingora 0.9.1
+//! offers no hook at that point. (Raw spaces and other illegal characters in a
+//! target are not refused: Pingora percent-escapes them and the request goes on.)
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;

@@ -106,7 +106,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        client_reused: bool,
+        _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
         let upstream_fault = *e.esource() == ErrorSource::Upstream;
@@ -122,11 +122,12 @@ impl ProxyHttp for Gateway {
             // Never replay a request that may have had effects, nor one whose
             // timeout already spent the route's budget.
             e.set_retry(false);
-        } else if !e.retry() {
-            // A reset on an idempotent, replayable request: try another backend.
-            e.set_retry(true);
         } else {
-            e.retry.decide_reuse(client_reused);
+            // A reset or an early close on an idempotent, replayable request,
+            // on a fresh connection or a pooled one: try another backend. The
+            // verdict is set outright because Pingora marks some of these
+            // errors `ReusedOnly`, whose `retry()` panics until decided.
+            e.set_retry(true);
         }
         e
     }
@@ -207,6 +208,9 @@ impl ProxyHttp for Gateway {
         if ctx.request_id.is_empty() {
             ctx.request_id = headers::request_id(&session.req_header().headers);
         }
+        // The connection is closed after this answer; saying so keeps a client
+        // from sending its next request on it while it closes.
+        session.set_keepalive(None);
         error::respond(session, failure, &ctx.request_id).await;
         FailToProxy { error_code: failure.status(), can_reuse_downstream: false }
     }
@@ -237,11 +241,12 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
 /// Normalises the path once; the request header is rewritten so every later
 /// step, and the upstream, see only the normalised form.
 fn normalise(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let verbatim = verbatim_target(session.req_header())?;
     let uri = &session.req_header().uri;
     let raw = uri.path();
     let path = normalize_path(raw).map_err(|_| Failure::BadRequest("malformed request path"))?;
     ctx.path = path.into_owned();
-    if ctx.path != raw {
+    if ctx.path != raw || verbatim {
         let pq = match uri.query() {
             Some(q) => format!("{}?{q}", ctx.path),
             None => ctx.path.clone(),
@@ -253,6 +258,29 @@ fn normalise(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure>
         session.req_header_mut().set_uri(new_uri);
     }
     Ok(())
+}
+
+/// Whether Pingora holds the request target verbatim. It does for every target
+/// not in origin form, gives the URI only that target's path (or `/`), and
+/// sends the verbatim bytes upstream unless the URI is replaced. An
+/// absolute-form `http://authority/path` (whose authority Pingora has checked
+/// against `Host`) is accepted, and `true` makes it go upstream in origin form.
+/// Any other form (`foo`, `host:80`, bytes that are not UTF-8) would be routed
+/// as one path and forwarded as another, so it is refused.
+fn verbatim_target(req: &RequestHeader) -> Result<bool, Failure> {
+    let from_uri = req.uri.path_and_query().map_or("", |pq| pq.as_str());
+    let target = req.raw_path();
+    if target == from_uri.as_bytes() {
+        return Ok(false);
+    }
+    let absolute = http::Uri::try_from(target).is_ok_and(|uri| {
+        uri.authority().is_some() && matches!(uri.scheme_str(), Some("http" | "https"))
+    });
+    if absolute {
+        Ok(true)
+    } else {
+        Err(Failure::BadRequest("malformed request target"))
+    }
 }
 
 /// Finds the route and works out the path to send upstream.

@@ -5,3 +5,10 @@
 mod support;
 
 mod proxying;
+mod routing;
+mod errors;
+mod balancing;
+mod health;
+mod streaming;
+mod cli;
+mod lifecycle;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
 pub mod upstream;
 
 use std::io::Read;
@@ -226,4 +227,17 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// The `upstreams:` section for one single-backend pool per upstream, each
+/// pool named after its upstream (`Upstream::start("a")` gives pool `a`).
+pub fn upstreams_yaml(upstreams: &[&Upstream]) -> String {
+    let mut yaml = String::from("upstreams:\n");
+    for up in upstreams {
+        yaml.push_str(&format!(
+            "  {}:\n    backends: [{{ address: \"{}\" }}]\n",
+            up.state.name, up.addr
+        ));
+    }
+    yaml
 }

@@ -32,7 +32,10 @@ impl RawResponse {
     /// The body parsed as JSON; panics with the body text when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 }
@@ -65,7 +68,10 @@ pub async fn send(port: u16, request: &[u8]) -> RawResponse {
             let n = stream.read(&mut chunk).await.unwrap_or(0);
             if n == 0 {
                 return parse(&buf, true).unwrap_or_else(|| {
-                    panic!("connection closed mid-response: {:?}", String::from_utf8_lossy(&buf))
+                    panic!(
+                        "connection closed mid-response: {:?}",
+                        String::from_utf8_lossy(&buf)
+                    )
                 });
             }
             buf.extend_from_slice(&chunk[..n]);
@@ -89,7 +95,10 @@ fn parse(buf: &[u8], at_eof: bool) -> Option<RawResponse> {
         .collect();
     let rest = &buf[end + 4..];
     let find = |name: &str| {
-        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     };
     let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         dechunk(rest)?
@@ -102,7 +111,11 @@ fn parse(buf: &[u8], at_eof: bool) -> Option<RawResponse> {
     } else {
         return None;
     };
-    Some(RawResponse { status, headers, body })
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Decodes a chunked body; `None` until the last chunk has arrived.

@@ -4,12 +4,14 @@
 //! - `/status/N`: answers with status N;
 //! - `/bytes?n=N`: streams N bytes without holding them in memory;
 //! - `/upload`: reads the whole body and answers with its length;
+//! - `/body`: answers with the request body, byte for byte;
 //! - `/hop`: answers with `Connection: x-secret` and an `X-Secret` header;
 //! - `/healthz`: 200, or 503 after `set_healthy(false)`;
 //! - `/reset`: reads the request head, then closes the connection unanswered;
 //! - anything else: a JSON echo of method, path, query and headers.
 //!
-//! Every answer carries `x-upstream: <name>`, and requests are counted.
+//! Every answer carries `x-upstream: <name>`; requests and accepted
+//! connections are counted.
 //! Two switches change every path but `/healthz`: `set_resetting(true)` makes
 //! each request behave like `/reset`, `set_delay(d)` holds each answer for `d`.
 
@@ -35,6 +37,8 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub struct State {
     pub name: String,
     pub hits: AtomicUsize,
+    /// TCP connections accepted, so tests can tell reuse from reconnects.
+    pub connections: AtomicUsize,
     pub healthy: AtomicBool,
     /// `/healthz` answers given, by outcome.
     pub probes_passed: AtomicUsize,
@@ -68,6 +72,7 @@ impl Upstream {
         let state = Arc::new(State {
             name: name.to_string(),
             hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             probes_passed: AtomicUsize::new(0),
             probes_failed: AtomicUsize::new(0),
@@ -83,6 +88,7 @@ impl Upstream {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
@@ -97,6 +103,11 @@ impl Upstream {
 
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (health probes included).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn set_healthy(&self, up: bool) {
@@ -218,6 +229,10 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
             }
             full(200, &name, total.to_string())
         }
+        "/body" => match req.into_body().collect().await {
+            Ok(body) => full(200, &name, body.to_bytes()),
+            Err(_) => return Err(Reset),
+        },
         "/hop" => Response::builder()
             .status(200)
             .header("x-upstream", &name)
