@@ -123,6 +123,7 @@ pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) 
         // The values are ours and valid; a failure here would only drop a header.
         let _ = header.insert_header(name, value);
     }
+    super::close_when_stopping(session);
     if session.write_response_header(Box::new(header), false).await.is_ok() {
         let _ = session.write_response_body(Some(body), true).await;
     }

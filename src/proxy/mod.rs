@@ -51,8 +51,13 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        let server = &ctx.snapshot.config.server;
-        session.set_keepalive(Some(server.downstream_keepalive_timeout.0.as_secs()));
+        // Keep-alive is already off when the client asked to close, spoke
+        // HTTP/1.0 without keep-alive, or the process is shutting down; only
+        // the idle timeout of a connection that stays open is Portico's to set.
+        if session.get_keepalive().is_some() {
+            let server = &ctx.snapshot.config.server;
+            session.set_keepalive(Some(server.downstream_keepalive_timeout.0.as_secs()));
+        }
         Ok(())
     }
 
@@ -180,11 +185,12 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        close_when_stopping(session);
         Ok(())
     }
 
@@ -218,6 +224,18 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         record(session, ctx);
         ctx.inflight = None;
+    }
+}
+
+/// Turns keep-alive off for this answer once the process is shutting down.
+///
+/// Pingora decides keep-alive when a request starts and closes every idle
+/// connection when shutdown begins, so a request that was already running
+/// would be answered `Connection: keep-alive` on a connection about to close,
+/// and the client's next request on it would meet a reset.
+fn close_when_stopping(session: &mut Session) {
+    if session.is_process_shutting_down() {
+        session.set_keepalive(None);
     }
 }
 

@@ -27,6 +27,12 @@
 //! `.` or `..` segment. When the input is already normal the result borrows it, so
 //! the common case does not allocate.
 //!
+//! Known limitation: only the RFC 3986 grammar is applied. Backends with their own
+//! path dialects can still read a path differently: a servlet container treats
+//! `/public/..;/admin` as `/admin` (here `..;` is an ordinary segment), and some
+//! Windows servers split segments at a raw `\`. Routes in front of such backends
+//! should not rely on a path prefix alone to deny access.
+//!
 //! [`normalize_host`] lowercases a `Host` value, strips a `:port` (also after a
 //! bracketed IPv6 literal `[v6]:port`) and strips one trailing dot.
 

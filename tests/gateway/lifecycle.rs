@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{blocking_status, client, free_port, Upstream};
+use crate::support::{blocking_status, client, free_port, raw, Upstream};
 
 /// How long Pingora's old process keeps accepting after handing its sockets
 /// over (`CLOSE_TIMEOUT` in pingora-core, not configurable).
@@ -333,7 +333,9 @@ async fn sigterm_lets_an_in_flight_request_finish_refuses_new_connections_and_ex
     let mut gw = Instance::start("gw", &conf, dir.path(), &[]);
     wait_ready(admin_port, || gw.stderr());
 
-    let slow = tokio::spawn(client().get(format!("http://127.0.0.1:{port}/slow?ms=1500")).send());
+    // A keep-alive request: the client would send its next one on this connection.
+    let request = format!("GET /slow?ms=1500 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let slow = tokio::spawn(async move { raw::send(port, request.as_bytes()).await });
     wait_for(Duration::from_secs(5), "the slow request upstream", || {
         up.saw("/slow?ms=1500")
     })
@@ -352,9 +354,12 @@ async fn sigterm_lets_an_in_flight_request_finish_refuses_new_connections_and_ex
     .await;
     assert!(!slow.is_finished(), "the slow request ended before the listener closed");
 
-    let slow = slow.await.unwrap().expect("the in-flight request failed");
-    assert_eq!(slow.status(), 200);
-    assert_eq!(slow.text().await.unwrap(), "slept 1500");
+    let slow = slow.await.expect("the in-flight request failed");
+    assert_eq!(slow.status, 200);
+    assert_eq!(slow.body, b"slept 1500");
+    // The process closes the connection after this answer, so the answer
+    // must say so; otherwise the client's next request meets a closed socket.
+    assert_eq!(slow.header("connection"), Some("close"), "headers: {:?}", slow.headers);
     let status = gw.exit_within(Duration::from_secs(8)).await.unwrap_or_else(|| {
         panic!("the gateway did not exit within 8 s of SIGTERM; stderr:\n{}", gw.stderr())
     });
