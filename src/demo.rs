@@ -21,16 +21,23 @@ use tokio::net::TcpListener;
 
 /// Serves one demo instance of `service` on `listener` until the task ends.
 pub async fn serve(listener: TcpListener, service: &'static str) {
-    let instance = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let instance = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let instance = instance.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let instance = instance.clone();
                 async move { Ok::<_, Infallible>(answer(service, &instance, req)) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -64,7 +71,10 @@ fn answer(service: &str, instance: &str, req: Request<Incoming>) -> Response<Ful
     };
     let mut body = body;
     if let Value::Object(map) = &mut body {
-        map.insert("served_by".into(), json!({"service": service, "instance": instance}));
+        map.insert(
+            "served_by".into(),
+            json!({"service": service, "instance": instance}),
+        );
     }
     let text = serde_json::to_vec_pretty(&body).unwrap_or_default();
     Response::builder()

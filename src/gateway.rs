@@ -54,12 +54,20 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Snapshot { config, router, pools, route_pools })
+        Ok(Snapshot {
+            config,
+            router,
+            pools,
+            route_pools,
+        })
     }
 
     /// Whether `ip` is one of the configured trusted proxies.
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
-        self.config.trusted_proxies.iter().any(|net| net.contains(&ip))
+        self.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
     }
 
     /// True once every pool has finished its first round of health checks.

@@ -39,8 +39,20 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { conf, upgrade, daemon, test } => {
-            match server::run(&conf, RunFlags { upgrade, daemon, test }) {
+        Command::Run {
+            conf,
+            upgrade,
+            daemon,
+            test,
+        } => {
+            match server::run(
+                &conf,
+                RunFlags {
+                    upgrade,
+                    daemon,
+                    test,
+                },
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(problems) => report(&conf, &problems),
             }
@@ -68,7 +80,11 @@ fn main() -> ExitCode {
 }
 
 fn report(conf: &std::path::Path, problems: &[String]) -> ExitCode {
-    eprintln!("{}: {} problem(s), nothing was started:", conf.display(), problems.len());
+    eprintln!(
+        "{}: {} problem(s), nothing was started:",
+        conf.display(),
+        problems.len()
+    );
     for p in problems {
         eprintln!("  {p}");
     }

@@ -19,6 +19,7 @@ use crate::admin::Admin;
 use crate::config::{self, Config};
 use crate::gateway::{SharedSnapshot, Snapshot};
 use crate::observe::logging;
+use crate::proxy::handover::HandoverWatch;
 use crate::proxy::{Gateway, SERVICE_NAME};
 use crate::upstream::health::HealthChecker;
 use crate::upstream::resolve::resolve_all;
@@ -38,7 +39,8 @@ pub struct RunFlags {
 /// signal ends the process. Returns the problems when the process cannot
 /// start; nothing is listening then.
 pub fn run(path: &Path, flags: RunFlags) -> Result<(), Vec<String>> {
-    let config = config::load_file(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let config = config::load_file(path)
+        .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let snapshot = compile(config)?;
     logging::init(&snapshot.config.logging, &snapshot.config.access_log).map_err(|e| vec![e])?;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -47,8 +49,10 @@ pub fn run(path: &Path, flags: RunFlags) -> Result<(), Vec<String>> {
     add_services(&mut server, &shared);
     let cfg = &shared.load().config;
     info!(
-        listeners = cfg.listeners.len(), routes = cfg.routes.len(),
-        upstreams = cfg.upstreams.len(), "portico starting"
+        listeners = cfg.listeners.len(),
+        routes = cfg.routes.len(),
+        upstreams = cfg.upstreams.len(),
+        "portico starting"
     );
     server.run_forever()
 }
@@ -65,7 +69,13 @@ pub fn compile(config: Config) -> Result<Snapshot, Vec<String>> {
 }
 
 fn pingora_opt(flags: RunFlags) -> Opt {
-    Opt { upgrade: flags.upgrade, daemon: flags.daemon, nocapture: false, test: flags.test, conf: None }
+    Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        nocapture: false,
+        test: flags.test,
+        conf: None,
+    }
 }
 
 fn server_conf(shared: &SharedSnapshot) -> ServerConf {
@@ -80,7 +90,7 @@ fn server_conf(shared: &SharedSnapshot) -> ServerConf {
         group: s.group.clone(),
         grace_period_seconds: Some(s.grace_period.0.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(
-            s.graceful_shutdown_timeout.0.as_secs_f64().ceil() as u64,
+            s.graceful_shutdown_timeout.0.as_secs_f64().ceil() as u64
         ),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         ..ServerConf::default()
@@ -106,19 +116,32 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
         options.h2c = h2c;
         options.keepalive_request_limit =
             (cfg.server.keepalive_request_limit > 0).then_some(cfg.server.keepalive_request_limit);
-        let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gateway::new(shared.clone()))
-            .name(SERVICE_NAME)
-            .server_options(options)
-            .build();
+        let mut proxy =
+            ProxyServiceBuilder::new(&server.configuration, Gateway::new(shared.clone()))
+                .name(SERVICE_NAME)
+                .server_options(options)
+                .build();
         for addr in addrs {
             proxy.add_tcp(addr);
         }
         server.add_service(proxy);
     }
     if let Some(admin) = &cfg.admin {
-        let mut service = Service::new("admin".to_string(), Admin { snapshot: shared.clone() });
+        let mut service = Service::new(
+            "admin".to_string(),
+            Admin {
+                snapshot: shared.clone(),
+            },
+        );
         service.add_tcp(&admin.address);
         server.add_service(service);
     }
-    server.add_service(background_service("health", HealthChecker { snapshot: shared.clone() }));
+    server.add_service(background_service(
+        "health",
+        HealthChecker {
+            snapshot: shared.clone(),
+        },
+    ));
+    let handover = HandoverWatch::new(server.watch_execution_phase());
+    server.add_service(background_service("handover", handover));
 }

@@ -48,7 +48,10 @@ impl Admin {
             json(StatusCode::OK, r#"{"status":"ready"}"#.into())
         } else {
             let body = serde_json::json!({ "status": "starting", "waiting_for": waiting });
-            json(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into_bytes())
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                body.to_string().into_bytes(),
+            )
         }
     }
 }

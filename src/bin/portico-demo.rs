@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let all = users.iter().map(|a| (*a, "users")).chain(orders.iter().map(|a| (*a, "orders")));
+    let all = users
+        .iter()
+        .map(|a| (*a, "users"))
+        .chain(orders.iter().map(|a| (*a, "orders")));
     for (addr, service) in all {
         match portico::demo::spawn(addr, service).await {
             Ok(bound) => println!("portico-demo: {service} on http://{bound}"),

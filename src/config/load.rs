@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
+use serde_path_to_error::Segment;
 
 use super::env::{expand_tree, key_text};
 use super::schema::{
@@ -259,21 +260,93 @@ fn sequence(
     }
 }
 
-/// Deserializes one part, turning a failure into an error at its exact path.
-fn part<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Vec<ConfigError>) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(typed) => Some(typed),
-        Err(e) => {
+/// Deserializes one part, turning each failure into an error at its exact path.
+///
+/// Serde stops at the first problem of a part, so the offending key is taken
+/// out and the part read again until it reads. An error that only follows
+/// from a key taken out (a required key, or a check of the map that held it)
+/// is not reported; that map is taken out in turn. The reading ends when a
+/// problem cannot be taken out as a map key: a list item, or the part itself.
+/// A part with any problem is `None`.
+fn part<T: DeserializeOwned>(
+    mut value: Value,
+    base: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let mut removed: Vec<Vec<Segment>> = Vec::new();
+    loop {
+        let e = match serde_path_to_error::deserialize(&value) {
+            Ok(typed) => return removed.is_empty().then_some(typed),
+            Err(e) => e,
+        };
+        let at: Vec<Segment> = e.path().iter().cloned().collect();
+        let raw = e.inner().to_string();
+        if !follows_from_removal(&raw, &at, &removed) {
             let inner = e.path().to_string();
             let path = match inner.as_str() {
                 "." => base.to_owned(),
                 _ if inner.starts_with('[') => format!("{base}{inner}"),
                 _ => format!("{base}.{inner}"),
             };
-            let (message, fix) = explain(&e.into_inner().to_string());
+            let (message, fix) = explain(&raw);
             errors.push(ConfigError::new(path, message, fix));
-            None
         }
+        if !remove_key(&mut value, &at) {
+            return None;
+        }
+        removed.push(at);
+    }
+}
+
+/// Whether the error `raw` at `at` only follows from keys taken out below `at`:
+/// it says a key taken out is missing, or it is a check of a map that lost a key.
+fn follows_from_removal(raw: &str, at: &[Segment], removed: &[Vec<Segment>]) -> bool {
+    let below =
+        |r: &&Vec<Segment>| r.len() > at.len() && r.iter().zip(at).all(|(a, b)| same_segment(a, b));
+    let missing = raw
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'));
+    match missing {
+        Some(field) => removed.iter().filter(below).any(|r| {
+            r.len() == at.len() + 1
+                && matches!(r.last(), Some(Segment::Map { key }) if key == field)
+        }),
+        None => removed.iter().any(|r| below(&r)),
+    }
+}
+
+fn same_segment(a: &Segment, b: &Segment) -> bool {
+    match (a, b) {
+        (Segment::Seq { index: x }, Segment::Seq { index: y }) => x == y,
+        (Segment::Map { key: x }, Segment::Map { key: y }) => x == y,
+        (Segment::Enum { variant: x }, Segment::Enum { variant: y }) => x == y,
+        _ => false,
+    }
+}
+
+/// Takes the map entry at `at` out of `value`. Only a map key is taken out:
+/// removing a list item would shift the paths of the items after it.
+fn remove_key(value: &mut Value, at: &[Segment]) -> bool {
+    let Some((Segment::Map { key }, parents)) = at.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Mapping(map)) => match map.get_mut(key.as_str()) {
+                Some(child) => child,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Sequence(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Mapping(map) => map.remove(key.as_str()).is_some(),
+        _ => false,
     }
 }
 

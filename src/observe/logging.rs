@@ -24,7 +24,9 @@ pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String>
             LogFormat::Json => base.json().flatten_event(true).boxed(),
             LogFormat::Text => base.boxed(),
         };
-        layer.with_filter(filter).with_filter(filter_fn(|m| m.target() != ACCESS_TARGET))
+        layer
+            .with_filter(filter)
+            .with_filter(filter_fn(|m| m.target() != ACCESS_TARGET))
     };
     let access_layer = access_writer(access)?.map(|writer| {
         tracing_subscriber::fmt::layer()
@@ -52,12 +54,19 @@ fn access_writer(spec: &AccessLogSpec) -> Result<Option<BoxMakeWriter>, String> 
         LogTarget::Stdout => Some(BoxMakeWriter::new(std::io::stdout)),
         LogTarget::Stderr => Some(BoxMakeWriter::new(std::io::stderr)),
         LogTarget::File => {
-            let path = spec.path.as_deref().ok_or(
-                "access_log.path: required when target is file; fix: set access_log.path",
-            )?;
-            let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-                format!("access_log.path: cannot open {path:?} ({e}); fix: create its directory")
-            })?;
+            let path = spec
+                .path
+                .as_deref()
+                .ok_or("access_log.path: required when target is file; fix: set access_log.path")?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    format!(
+                        "access_log.path: cannot open {path:?} ({e}); fix: create its directory"
+                    )
+                })?;
             Some(BoxMakeWriter::new(Mutex::new(file)))
         }
     })

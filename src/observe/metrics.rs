@@ -30,7 +30,10 @@ impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("portico_requests_total", "Requests answered, by route, method and status class"),
+            Opts::new(
+                "portico_requests_total",
+                "Requests answered, by route, method and status class",
+            ),
             &["route", "method", "status"],
         )
         .expect("static metric definition is valid");
@@ -40,18 +43,25 @@ impl Metrics {
                 "Time from request start to the end of the response, by route",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ]),
             &["route"],
         )
         .expect("static metric definition is valid");
         let connect_failures = IntCounterVec::new(
-            Opts::new("portico_upstream_connect_failures_total", "Failed upstream connects"),
+            Opts::new(
+                "portico_upstream_connect_failures_total",
+                "Failed upstream connects",
+            ),
             &["upstream", "backend"],
         )
         .expect("static metric definition is valid");
         let backend_healthy = IntGaugeVec::new(
-            Opts::new("portico_backend_healthy", "1 when the backend takes traffic, else 0"),
+            Opts::new(
+                "portico_backend_healthy",
+                "1 when the backend takes traffic, else 0",
+            ),
             &["upstream", "backend"],
         )
         .expect("static metric definition is valid");
@@ -61,9 +71,17 @@ impl Metrics {
             Box::new(connect_failures.clone()),
             Box::new(backend_healthy.clone()),
         ] {
-            registry.register(c).expect("each metric is registered once");
+            registry
+                .register(c)
+                .expect("each metric is registered once");
         }
-        Metrics { registry, requests, duration, connect_failures, backend_healthy }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            connect_failures,
+            backend_healthy,
+        }
     }
 
     /// Records one finished request.
@@ -76,7 +94,9 @@ impl Metrics {
             500..=599 => "5xx",
             _ => "none",
         };
-        self.requests.with_label_values(&[route, method_label(method), class]).inc();
+        self.requests
+            .with_label_values(&[route, method_label(method), class])
+            .inc();
         self.duration.with_label_values(&[route]).observe(secs);
     }
 

@@ -112,7 +112,9 @@ pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) 
         return;
     }
     let body = Bytes::from(render_json(failure, request_id));
-    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4)) else { return };
+    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4)) else {
+        return;
+    };
     let headers = [
         ("content-type", "application/json"),
         ("content-length", &body.len().to_string()),
@@ -124,7 +126,11 @@ pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) 
         let _ = header.insert_header(name, value);
     }
     super::close_when_stopping(session);
-    if session.write_response_header(Box::new(header), false).await.is_ok() {
+    if session
+        .write_response_header(Box::new(header), false)
+        .await
+        .is_ok()
+    {
         let _ = session.write_response_body(Some(body), true).await;
     }
 }
@@ -150,7 +156,10 @@ mod tests {
         let r = Error::new(ErrorType::ReadTimedout).into_up();
         assert_eq!(Failure::from_error(&r).map(Failure::status), Some(504));
         let refused = Error::new(ErrorType::ConnectRefused).into_up();
-        assert_eq!(Failure::from_error(&refused).map(Failure::status), Some(502));
+        assert_eq!(
+            Failure::from_error(&refused).map(Failure::status),
+            Some(502)
+        );
     }
 
     #[test]

@@ -9,8 +9,14 @@ use http::HeaderMap;
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 /// `transfer-encoding` and `upgrade` are left to Pingora, which frames bodies
 /// and handles upgrades itself.
-pub const HOP_BY_HOP: [&str; 6] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "proxy-authorization"];
+pub const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "proxy-authorization",
+];
 
 /// Longest client-supplied request id that is kept.
 const MAX_REQUEST_ID: usize = 128;
@@ -21,7 +27,8 @@ pub fn request_id(headers: &HeaderMap) -> String {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= MAX_REQUEST_ID
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
         {
             // Checked ASCII above, so this cannot fail.
             return String::from_utf8_lossy(b).into_owned();
@@ -47,9 +54,13 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: impl Fn(IpAddr) -> 
     }
     let mut candidate = peer;
     for value in headers.get_all("x-forwarded-for").iter().rev() {
-        let Ok(text) = value.to_str() else { return candidate };
+        let Ok(text) = value.to_str() else {
+            return candidate;
+        };
         for part in text.rsplit(',') {
-            let Ok(ip) = part.trim().parse::<IpAddr>() else { return candidate };
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                return candidate;
+            };
             candidate = ip;
             if !trusted(ip) {
                 return ip;
@@ -107,7 +118,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -125,13 +139,22 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
-        assert_eq!(client_ip(peer, &h, trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
-        assert_eq!(forwarded_for(peer, true, &h), "6.6.6.6, 1.2.3.4, 10.0.0.2, 10.0.0.1");
+        assert_eq!(
+            client_ip(peer, &h, trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            forwarded_for(peer, true, &h),
+            "6.6.6.6, 1.2.3.4, 10.0.0.2, 10.0.0.1"
+        );
     }
 
     #[test]
     fn client_request_ids_are_kept_only_when_reasonable() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123")])),
+            "abc-123"
+        );
         let long = "a".repeat(200);
         assert_ne!(request_id(&headers(&[("x-request-id", &long)])), long);
         assert_eq!(request_id(&headers(&[("x-request-id", "a b")])).len(), 32);

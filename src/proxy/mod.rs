@@ -11,6 +11,7 @@
 
 pub mod ctx;
 pub mod error;
+pub mod handover;
 pub mod headers;
 
 use std::time::Duration;
@@ -50,7 +51,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.snapshot.load_full())
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         // Keep-alive is already off when the client asked to close, spoke
         // HTTP/1.0 without keep-alive, or the process is shutting down; only
         // the idle timeout of a connection that stays open is Portico's to set.
@@ -89,10 +94,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let Some((pool, idx)) = ctx.pool().cloned().zip(ctx.backend) else { return e };
+        let Some((pool, idx)) = ctx.pool().cloned().zip(ctx.backend) else {
+            return e;
+        };
         let backend = &pool.backends()[idx];
         pool.report(idx, Outcome::ConnectFailure);
-        metrics().connect_failures.with_label_values(&[&*pool.name, &backend.label]).inc();
+        metrics()
+            .connect_failures
+            .with_label_values(&[&*pool.name, &backend.label])
+            .inc();
         warn!(
             request_id = %ctx.request_id, upstream = %pool.name, backend = %backend.label,
             error = e.etype().as_str(), "upstream connect failed"
@@ -122,7 +132,10 @@ impl ProxyHttp for Gateway {
         let retries_left = ctx.pool().is_some_and(|p| ctx.tried.len() <= p.retries);
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
-        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
         if !(upstream_fault && replayable && retries_left) || timed_out {
             // Never replay a request that may have had effects, nor one whose
             // timeout already spent the route's budget.
@@ -171,8 +184,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
         if let (Some(pool), Some(idx)) = (ctx.pool(), ctx.backend) {
-            let outcome =
-                if upstream.status.is_server_error() { Outcome::ServerError } else { Outcome::Success };
+            let outcome = if upstream.status.is_server_error() {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            };
             pool.report(idx, outcome);
         }
         for name in headers::hop_by_hop_names(&upstream.headers) {
@@ -199,11 +215,19 @@ impl ProxyHttp for Gateway {
         true
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let failure = ctx.failure.or_else(|| Failure::from_error(e));
         ctx.failure = failure;
         let Some(failure) = failure else {
-            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
         if failure.status() >= 500 {
             error!(
@@ -218,7 +242,10 @@ impl ProxyHttp for Gateway {
         // from sending its next request on it while it closes.
         session.set_keepalive(None);
         error::respond(session, failure, &ctx.request_id).await;
-        FailToProxy { error_code: failure.status(), can_reuse_downstream: false }
+        FailToProxy {
+            error_code: failure.status(),
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
@@ -227,14 +254,15 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// Turns keep-alive off for this answer once the process is shutting down.
+/// Turns keep-alive off for this answer once the process is handing over to
+/// a successor or shutting down.
 ///
 /// Pingora decides keep-alive when a request starts and closes every idle
 /// connection when shutdown begins, so a request that was already running
 /// would be answered `Connection: keep-alive` on a connection about to close,
 /// and the client's next request on it would meet a reset.
 fn close_when_stopping(session: &mut Session) {
-    if session.is_process_shutting_down() {
+    if handover::is_handing_over() || session.is_process_shutting_down() {
         session.set_keepalive(None);
     }
 }
@@ -243,10 +271,13 @@ fn close_when_stopping(session: &mut Session) {
 fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = headers::request_id(&req.headers);
-    ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    ctx.client_ip = ctx.peer_ip.map(|peer| {
-        headers::client_ip(peer, &req.headers, |ip| ctx.snapshot.is_trusted_proxy(ip))
-    });
+    ctx.peer_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    ctx.client_ip = ctx
+        .peer_ip
+        .map(|peer| headers::client_ip(peer, &req.headers, |ip| ctx.snapshot.is_trusted_proxy(ip)));
     let raw_host = req
         .headers
         .get(http::header::HOST)
@@ -365,7 +396,11 @@ fn prepare_upstream_request(
     }
     if let Some(uri) = &ctx.upstream_uri {
         let uri = uri.parse::<http::Uri>().or_else(|e| {
-            Error::e_because(ErrorType::InternalError, "rewritten path is not a valid URI", e)
+            Error::e_because(
+                ErrorType::InternalError,
+                "rewritten path is not a valid URI",
+                e,
+            )
         })?;
         upstream.set_uri(uri);
     }
@@ -378,7 +413,10 @@ fn prepare_upstream_request(
     }
     if let Some(peer) = ctx.peer_ip {
         let trusted = ctx.snapshot.is_trusted_proxy(peer);
-        upstream.insert_header("x-forwarded-for", headers::forwarded_for(peer, trusted, incoming))?;
+        upstream.insert_header(
+            "x-forwarded-for",
+            headers::forwarded_for(peer, trusted, incoming),
+        )?;
     }
     upstream.insert_header("x-forwarded-proto", "http")?;
     if let Some(host) = incoming.get(http::header::HOST) {
@@ -412,13 +450,19 @@ fn record(session: &Session, ctx: &RequestCtx) {
         client: &client,
         method: req.method.as_str(),
         host: &ctx.host,
-        path: if ctx.path.is_empty() { req.uri.path() } else { &ctx.path },
+        path: if ctx.path.is_empty() {
+            req.uri.path()
+        } else {
+            &ctx.path
+        },
         route,
         backend,
         status,
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        upstream_ms: ctx.upstream_latency.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        upstream_ms: ctx
+            .upstream_latency
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         total_ms: total.as_secs_f64() * 1000.0,
         error: ctx.failure.map_or("", Failure::code),
     }
@@ -427,4 +471,3 @@ fn record(session: &Session, ctx: &RequestCtx) {
 
 /// The proxy service name used in Pingora's logs.
 pub const SERVICE_NAME: &str = "portico";
-

@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn cookie_value_is_found_among_several() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::COOKIE, "a=1; session=xyz; b=2".parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            "a=1; session=xyz; b=2".parse().unwrap(),
+        );
         let key = HashKey::Cookie("session".into());
         assert_eq!(key.extract("", "", &h), b"xyz");
         let missing = HashKey::Cookie("sess".into());

@@ -45,8 +45,11 @@ impl BackgroundService for HealthChecker {
 }
 
 async fn check_pool_forever(pool: Arc<Pool>, spec: HealthCheckSpec) {
-    let probes: Vec<Option<Box<dyn HealthCheck + Send + Sync>>> =
-        pool.backends().iter().map(|b| build_probe(&spec, &b.label)).collect();
+    let probes: Vec<Option<Box<dyn HealthCheck + Send + Sync>>> = pool
+        .backends()
+        .iter()
+        .map(|b| build_probe(&spec, &b.label))
+        .collect();
     let mut ticker = tokio::time::interval(spec.interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -88,7 +91,10 @@ async fn check_pool_once(
 
 /// Builds the probe for one backend; `None` when the spec cannot make a valid
 /// request (validation rules that out).
-fn build_probe(spec: &HealthCheckSpec, backend: &str) -> Option<Box<dyn HealthCheck + Send + Sync>> {
+fn build_probe(
+    spec: &HealthCheckSpec,
+    backend: &str,
+) -> Option<Box<dyn HealthCheck + Send + Sync>> {
     let timeout = Some(spec.timeout.0);
     match spec.kind {
         HealthCheckKind::Tcp => {
@@ -119,4 +125,3 @@ fn build_probe(spec: &HealthCheckSpec, backend: &str) -> Option<Box<dyn HealthCh
         }
     }
 }
-

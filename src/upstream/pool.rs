@@ -167,11 +167,17 @@ impl Pool {
         }
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         let ring = (spec.balance == Balance::ConsistentHash).then(|| {
-            let buckets: Vec<Bucket> =
-                backends.iter().map(|b| Bucket::new(b.addr, b.weight)).collect();
+            let buckets: Vec<Bucket> = backends
+                .iter()
+                .map(|b| Bucket::new(b.addr, b.weight))
+                .collect();
             Ring(Continuum::new(&buckets))
         });
-        let ring_index = backends.iter().enumerate().map(|(i, b)| (b.addr, i)).collect();
+        let ring_index = backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.addr, i))
+            .collect();
         let t = &spec.timeouts;
         Pool {
             name: Arc::from(name),
@@ -233,7 +239,9 @@ impl Pool {
 
     fn walk_schedule(&self, start: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.schedule.len();
-        (0..n).map(|k| self.schedule[(start + k) % n] as usize).find(|i| usable(*i))
+        (0..n)
+            .map(|k| self.schedule[(start + k) % n] as usize)
+            .find(|i| usable(*i))
     }
 
     fn select_hashed(&self, key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
@@ -251,12 +259,16 @@ impl Pool {
     /// requests in flight per unit of weight wins.
     fn select_least(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.backends.len();
-        let first = (0..n).map(|k| (fastrand::usize(..n) + k) % n).find(|i| usable(*i))?;
+        let first = (0..n)
+            .map(|k| (fastrand::usize(..n) + k) % n)
+            .find(|i| usable(*i))?;
         let offset = fastrand::usize(1..n.max(2));
         let second = (0..n.saturating_sub(1))
             .map(|k| (first + offset + k) % n)
             .find(|i| *i != first && usable(*i));
-        let Some(second) = second else { return Some(first) };
+        let Some(second) = second else {
+            return Some(first);
+        };
         let (a, b) = (&self.backends[first], &self.backends[second]);
         let load_a = u64::from(a.inflight()) * u64::from(b.weight);
         let load_b = u64::from(b.inflight()) * u64::from(a.weight);
@@ -325,7 +337,10 @@ mod tests {
             .map(|(i, w)| {
                 let address = format!("127.0.0.1:{}", 20000 + i);
                 resolved.insert(address.clone(), vec![address.parse().unwrap()]);
-                BackendSpec { address, weight: *w }
+                BackendSpec {
+                    address,
+                    weight: *w,
+                }
             })
             .collect();
         let spec = UpstreamSpec {
@@ -357,7 +372,10 @@ mod tests {
         }
         for (i, share) in [0.5, 0.3, 0.2].iter().enumerate() {
             let got = counts[i] as f64 / 10_000.0;
-            assert!((got - share).abs() <= share * 0.05, "backend {i}: {got} vs {share}");
+            assert!(
+                (got - share).abs() <= share * 0.05,
+                "backend {i}: {got} vs {share}"
+            );
         }
     }
 
@@ -410,7 +428,10 @@ mod tests {
     fn consistent_hashing_keeps_most_keys_when_one_of_ten_backends_leaves() {
         let p = pool(Balance::ConsistentHash, &[1; 10]);
         let keys: Vec<String> = (0..10_000).map(|i| format!("client-{i}")).collect();
-        let before: Vec<usize> = keys.iter().map(|k| p.select(k.as_bytes(), &[]).unwrap()).collect();
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|k| p.select(k.as_bytes(), &[]).unwrap())
+            .collect();
         p.backends()[3].active_up.store(false, Ordering::Relaxed);
         let kept = keys
             .iter()

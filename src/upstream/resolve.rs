@@ -51,7 +51,10 @@ async fn resolve_one(address: &str) -> std::io::Result<Vec<SocketAddr>> {
     addrs.sort();
     addrs.dedup();
     if addrs.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no addresses",
+        ));
     }
     Ok(addrs)
 }
@@ -69,7 +72,9 @@ mod tests {
     #[tokio::test]
     async fn localhost_resolves_to_loopback() {
         let addrs = resolve_one("localhost:8080").await.unwrap();
-        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));
+        assert!(addrs
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 8080));
     }
 
     #[tokio::test]

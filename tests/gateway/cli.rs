@@ -86,7 +86,12 @@ fn check_accepts_the_shipped_default_config() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/portico.yaml");
     let out = check(&shipped);
     let stdout = text(&out.stdout);
-    assert!(out.status.success(), "exit {:?}, stderr:\n{}", out.status, text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
     let expected = format!("{}: ok (", shipped.display());
     assert!(stdout.starts_with(&expected), "stdout: {stdout}");
 }
@@ -95,10 +100,18 @@ fn check_accepts_the_shipped_default_config() {
 fn check_accepts_a_minimal_config_and_counts_its_parts() {
     let (_dir, path) = write_config(&minimal_config(free_port(), "127.0.0.1:9"));
     let out = check(&path);
-    assert!(out.status.success(), "exit {:?}, stderr:\n{}", out.status, text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr:\n{}",
+        out.status,
+        text(&out.stderr)
+    );
     assert_eq!(
         text(&out.stdout),
-        format!("{}: ok (1 listeners, 1 routes, 1 upstreams)\n", path.display())
+        format!(
+            "{}: ok (1 listeners, 1 routes, 1 upstreams)\n",
+            path.display()
+        )
     );
 }
 
@@ -166,17 +179,26 @@ fn run_on_a_bad_config_exits_with_its_problems_and_never_binds_the_listener() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         let listening = TcpStream::connect(("127.0.0.1", port)).is_ok();
-        assert!(!listening, "port {port} accepted a connection while `run` was starting");
+        assert!(
+            !listening,
+            "port {port} accepted a connection while `run` was starting"
+        );
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "`run` on a bad config did not exit");
+        assert!(
+            Instant::now() < deadline,
+            "`run` on a bad config did not exit"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
     let stderr = text(&child.wait_with_output().unwrap().stderr);
     assert_eq!(status.code(), Some(2), "stderr:\n{stderr}");
     assert_eq!(problem_paths(&stderr).len(), 5, "stderr:\n{stderr}");
-    assert!(stderr.contains("no upstream named \"users\""), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("no upstream named \"users\""),
+        "stderr:\n{stderr}"
+    );
     let refused = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }
@@ -187,7 +209,11 @@ fn run_with_the_test_flag_exits_zero_on_a_good_config_without_serving() {
     let (_dir, path) = write_config(&minimal_config(port, "127.0.0.1:9"));
     let out = run_to_exit(portico().arg("run").arg("-t").arg("-c").arg(&path));
     let stderr = text(&out.stderr);
-    assert!(out.status.success(), "exit {:?}, stderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr:\n{stderr}",
+        out.status
+    );
     assert!(stderr.contains("Server Test passed"), "stderr:\n{stderr}");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
@@ -238,9 +264,8 @@ routes:
         .unwrap();
     let unset_stderr = text(&unset.stderr);
     assert_eq!(unset.status.code(), Some(2), "stderr:\n{unset_stderr}");
-    assert!(unset_stderr.contains(
-        "listeners[0].address: environment variable PORTICO_CLI_TEST_PORT is not set"
-    ));
+    assert!(unset_stderr
+        .contains("listeners[0].address: environment variable PORTICO_CLI_TEST_PORT is not set"));
 
     let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let child = portico()
@@ -251,7 +276,12 @@ routes:
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let gw = Gateway { child, port, admin_port, dir };
+    let gw = Gateway {
+        child,
+        port,
+        admin_port,
+        dir,
+    };
     gw.wait_ready();
     let resp = client().get(gw.url("/from-env")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -261,7 +291,11 @@ routes:
 
 /// Runs a command that must end by itself, failing the test after 10 s.
 fn run_to_exit(command: &mut Command) -> Output {
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {

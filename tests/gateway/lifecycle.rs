@@ -3,8 +3,8 @@
 //!
 //! `an_upgrade_under_load_fails_no_request_and_hands_new_connections_over`
 //! proves the procedure of the README's "Upgrades and shutdown". While
-//! clients keep sending requests, over a fresh connection each and over
-//! keep-alive connections, a new process started with `-u` takes over the
+//! clients keep sending requests, over a fresh connection each and over a
+//! keep-alive connection, a new process started with `-u` takes over the
 //! listening sockets of the old one, which gets `SIGQUIT`. Then: not one
 //! request fails (no refused or reset connection, every answer 200); a slow
 //! request in flight on the old process completes with 200; every request sent
@@ -15,8 +15,16 @@
 //!
 //! Pingora's timing drives the test: after `SIGQUIT` the old process sends
 //! its sockets, keeps accepting for 5 s ([`CLOSE_TIMEOUT`]), then stops
-//! accepting and serves what it has in flight for `grace_period` (2 s here)
-//! plus at most `graceful_shutdown_timeout` (1 s here).
+//! accepting, closes its idle keep-alive connections and serves what it has
+//! in flight for `grace_period` (2 s here) plus at most
+//! `graceful_shutdown_timeout` (1 s here). The keep-alive client survives
+//! that close because the old process answers `Connection: close` from the
+//! hand-over on, so the client has moved to a new connection long before.
+//!
+//! The other tests: `SIGTERM` without a successor refuses new connections at
+//! once, lets an in-flight request finish (and tells its client to close), and
+//! the process exits 0; `-d` detaches, writes the pid file, serves, and stops
+//! on `SIGTERM` sent to the pid in that file.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -94,7 +102,11 @@ impl Instance {
             .stderr(File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
-        Instance { child, access_log, stderr }
+        Instance {
+            child,
+            access_log,
+            stderr,
+        }
     }
 
     fn pid(&self) -> Pid {
@@ -187,7 +199,9 @@ enum Connections {
 /// Sends GET requests one after another until `stop` is set (or a bound is
 /// reached), reading each answer in full, and records how each ended.
 async fn load(port: u16, kind: Connections, t0: Instant, stop: Arc<AtomicBool>) -> Vec<Sent> {
-    let builder = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10));
+    let builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10));
     let (client, name) = match kind {
         Connections::Fresh => (builder.pool_max_idle_per_host(0).build().unwrap(), "fresh"),
         Connections::KeepAlive => (builder.build().unwrap(), "kept"),
@@ -208,7 +222,10 @@ async fn load(port: u16, kind: Connections, t0: Instant, stop: Arc<AtomicBool>) 
         let result = match request.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                resp.bytes().await.map(|_| status).map_err(|e| format!("{e:?}"))
+                resp.bytes()
+                    .await
+                    .map(|_| status)
+                    .map_err(|e| format!("{e:?}"))
             }
             Err(e) => Err(format!("{e:?}")),
         };
@@ -248,7 +265,10 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_new_connections_over()
     let new_started = t0.elapsed();
     let new = Instance::start("new", &conf, dir.path(), &["-u"]);
     let sock = dir.path().join("upgrade.sock");
-    wait_for(Duration::from_secs(5), "the upgrade socket", || sock.exists()).await;
+    wait_for(Duration::from_secs(5), "the upgrade socket", || {
+        sock.exists()
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let quit_at = t0.elapsed();
     old.signal(Signal::SIGQUIT);
@@ -270,9 +290,16 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_new_connections_over()
         sent.len()
     );
     let old_status = old_status.unwrap_or_else(|| {
-        panic!("the old process did not exit within 15 s; stderr:\n{}", old.stderr())
+        panic!(
+            "the old process did not exit within 15 s; stderr:\n{}",
+            old.stderr()
+        )
     });
-    assert!(old_status.success(), "old process: {old_status}; stderr:\n{}", old.stderr());
+    assert!(
+        old_status.success(),
+        "old process: {old_status}; stderr:\n{}",
+        old.stderr()
+    );
     assert!(
         old_exited - quit_at < Duration::from_secs(10),
         "the old process took {:?} to exit after SIGQUIT",
@@ -291,17 +318,28 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_new_connections_over()
     let slow = slow.expect("the slow request in flight on the old process failed");
     assert_eq!(slow.status(), 200);
     assert_eq!(slow.text().await.unwrap(), "slept 3000");
-    assert!(old.served().contains("slow"), "the slow request was not served by the old process");
+    assert!(
+        old.served().contains("slow"),
+        "the slow request was not served by the old process"
+    );
 
     // Every request is in exactly one of the two access logs.
-    wait_for(Duration::from_secs(5), "every request in an access log", || {
-        let (by_old, by_new) = (old.served(), new.served());
-        sent.iter().all(|s| by_old.contains(&s.id) || by_new.contains(&s.id))
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "every request in an access log",
+        || {
+            let (by_old, by_new) = (old.served(), new.served());
+            sent.iter()
+                .all(|s| by_old.contains(&s.id) || by_new.contains(&s.id))
+        },
+    )
     .await;
     let (by_old, by_new) = (old.served(), new.served());
-    let in_both: Vec<&str> =
-        sent.iter().map(|s| s.id.as_str()).filter(|id| by_old.contains(*id) && by_new.contains(*id)).collect();
+    let in_both: Vec<&str> = sent
+        .iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| by_old.contains(*id) && by_new.contains(*id))
+        .collect();
     assert!(in_both.is_empty(), "logged by both processes: {in_both:?}");
 
     // Once the old process has stopped accepting (5 s after SIGQUIT; one
@@ -309,12 +347,28 @@ async fn an_upgrade_under_load_fails_no_request_and_hands_new_connections_over()
     // requests reach the new process only.
     let handed_over = quit_at + CLOSE_TIMEOUT + Duration::from_secs(1);
     let after: Vec<&Sent> = sent.iter().filter(|s| s.at >= handed_over).collect();
-    let on_old: Vec<&str> =
-        after.iter().map(|s| s.id.as_str()).filter(|id| by_old.contains(*id)).collect();
-    assert!(on_old.is_empty(), "sent after the hand-over but served by the old process: {on_old:?}");
-    assert!(after.len() >= 100, "only {} requests were sent after the hand-over", after.len());
-    let before_quit_on_new = sent.iter().filter(|s| s.at < quit_at && by_new.contains(&s.id)).count();
-    assert_eq!(before_quit_on_new, 0, "the new process served requests sent before SIGQUIT");
+    let on_old: Vec<&str> = after
+        .iter()
+        .map(|s| s.id.as_str())
+        .filter(|id| by_old.contains(*id))
+        .collect();
+    assert!(
+        on_old.is_empty(),
+        "sent after the hand-over but served by the old process: {on_old:?}"
+    );
+    assert!(
+        after.len() >= 100,
+        "only {} requests were sent after the hand-over",
+        after.len()
+    );
+    let before_quit_on_new = sent
+        .iter()
+        .filter(|s| s.at < quit_at && by_new.contains(&s.id))
+        .count();
+    assert_eq!(
+        before_quit_on_new, 0,
+        "the new process served requests sent before SIGQUIT"
+    );
     eprintln!(
         "served: {} by the old process, {} by the new one; {} sent after the hand-over",
         sent.iter().filter(|s| by_old.contains(&s.id)).count(),
@@ -345,24 +399,42 @@ async fn sigterm_lets_an_in_flight_request_finish_refuses_new_connections_and_ex
 
     // The listener closes at once: a new client is refused, not left waiting
     // in a backlog nobody accepts from, while the slow request still runs.
-    wait_for(Duration::from_secs(1), "new connections to be refused", || {
-        matches!(
-            TcpStream::connect(("127.0.0.1", port)),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
-        )
-    })
+    wait_for(
+        Duration::from_secs(1),
+        "new connections to be refused",
+        || {
+            matches!(
+                TcpStream::connect(("127.0.0.1", port)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        },
+    )
     .await;
-    assert!(!slow.is_finished(), "the slow request ended before the listener closed");
+    assert!(
+        !slow.is_finished(),
+        "the slow request ended before the listener closed"
+    );
 
     let slow = slow.await.expect("the in-flight request failed");
     assert_eq!(slow.status, 200);
     assert_eq!(slow.body, b"slept 1500");
     // The process closes the connection after this answer, so the answer
     // must say so; otherwise the client's next request meets a closed socket.
-    assert_eq!(slow.header("connection"), Some("close"), "headers: {:?}", slow.headers);
-    let status = gw.exit_within(Duration::from_secs(8)).await.unwrap_or_else(|| {
-        panic!("the gateway did not exit within 8 s of SIGTERM; stderr:\n{}", gw.stderr())
-    });
+    assert_eq!(
+        slow.header("connection"),
+        Some("close"),
+        "headers: {:?}",
+        slow.headers
+    );
+    let status = gw
+        .exit_within(Duration::from_secs(8))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the gateway did not exit within 8 s of SIGTERM; stderr:\n{}",
+                gw.stderr()
+            )
+        });
     eprintln!("SIGTERM: exited {:?} after the signal", signalled.elapsed());
     assert!(status.success(), "exit: {status}; stderr:\n{}", gw.stderr());
 }
@@ -378,7 +450,9 @@ impl Daemon {
             return false;
         };
         // The state follows the parenthesised command name.
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
         !matches!(state, None | Some('Z') | Some('X'))
     }
 }
@@ -401,26 +475,51 @@ async fn daemon_mode_writes_its_pid_file_serves_and_stops_on_sigterm() {
     let pid_file = dir.path().join("portico.pid");
 
     let mut launcher = Instance::start("daemon", &conf, dir.path(), &["-d"]);
-    let launched = launcher.exit_within(Duration::from_secs(10)).await.unwrap_or_else(|| {
-        panic!("`run -d` did not return; stderr:\n{}", launcher.stderr())
-    });
-    assert!(launched.success(), "`run -d`: {launched}; stderr:\n{}", launcher.stderr());
+    let launched = launcher
+        .exit_within(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("`run -d` did not return; stderr:\n{}", launcher.stderr()));
+    assert!(
+        launched.success(),
+        "`run -d`: {launched}; stderr:\n{}",
+        launcher.stderr()
+    );
     wait_for(Duration::from_secs(10), "the pid file", || {
         std::fs::read_to_string(&pid_file).is_ok_and(|t| t.trim().parse::<i32>().is_ok())
     })
     .await;
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let daemon = Daemon(Pid::from_raw(pid));
-    assert_ne!(pid, launcher.pid().as_raw(), "the pid file names the launcher, not the daemon");
-    assert!(daemon.running(), "pid {pid} from the pid file is not running");
+    assert_ne!(
+        pid,
+        launcher.pid().as_raw(),
+        "the pid file names the launcher, not the daemon"
+    );
+    assert!(
+        daemon.running(),
+        "pid {pid} from the pid file is not running"
+    );
 
     wait_ready(admin_port, || launcher.stderr());
-    let resp = client().get(format!("http://127.0.0.1:{port}/from-daemon")).send().await.unwrap();
+    let resp = client()
+        .get(format!("http://127.0.0.1:{port}/from-daemon"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(up.saw("/from-daemon"));
 
     kill(daemon.0, Signal::SIGTERM).unwrap();
-    wait_for(Duration::from_secs(8), "the daemon to exit after SIGTERM", || !daemon.running()).await;
+    wait_for(
+        Duration::from_secs(8),
+        "the daemon to exit after SIGTERM",
+        || !daemon.running(),
+    )
+    .await;
     let refused = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }

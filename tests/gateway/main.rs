@@ -4,11 +4,11 @@
 
 mod support;
 
+mod balancing;
+mod cli;
+mod errors;
+mod health;
+mod lifecycle;
 mod proxying;
 mod routing;
-mod errors;
-mod balancing;
-mod health;
 mod streaming;
-mod cli;
-mod lifecycle;

@@ -17,7 +17,11 @@ pub use upstream::Upstream;
 /// A port nobody listens on right now. The tiny window before the gateway
 /// binds it is acceptable on a test machine.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `portico run` process with its own config, logs and ports.
@@ -91,7 +95,12 @@ impl Gateway {
             .stderr(stderr)
             .spawn()
             .unwrap();
-        Gateway { child, port, admin_port, dir }
+        Gateway {
+            child,
+            port,
+            admin_port,
+            dir,
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -125,19 +134,26 @@ impl Gateway {
     /// Every access-log line written so far, parsed.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// The access-log line of one request id, waiting briefly for it.
     pub fn access_line(&self, request_id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(line) =
-                self.access_log().into_iter().find(|l| l["request_id"] == request_id)
+            if let Some(line) = self
+                .access_log()
+                .into_iter()
+                .find(|l| l["request_id"] == request_id)
             {
                 return line;
             }
-            assert!(Instant::now() < deadline, "no access-log line for {request_id}");
+            assert!(
+                Instant::now() < deadline,
+                "no access-log line for {request_id}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -158,7 +174,10 @@ impl Gateway {
     /// `/metrics`: `Some(true)` when it takes traffic, `None` when absent.
     pub fn backend_healthy(&self, upstream: &str, backend: std::net::SocketAddr) -> Option<bool> {
         let text = blocking_get(&self.admin_url("/metrics")).ok()?;
-        let (b, u) = (format!("backend=\"{backend}\""), format!("upstream=\"{upstream}\""));
+        let (b, u) = (
+            format!("backend=\"{backend}\""),
+            format!("upstream=\"{upstream}\""),
+        );
         text.lines()
             .filter(|l| l.starts_with("portico_backend_healthy{"))
             .find(|l| l.contains(&b) && l.contains(&u))
@@ -192,7 +211,10 @@ fn blocking_request(url: &str) -> std::io::Result<(u16, String)> {
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let mut s = std::net::TcpStream::connect(authority)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     let status = text
@@ -200,7 +222,10 @@ fn blocking_request(url: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("no status line"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 

@@ -87,7 +87,9 @@ impl Upstream {
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 conns.spawn(async move {
@@ -98,7 +100,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, state, tasks: Some(tasks) }
+        Upstream {
+            addr,
+            state,
+            tasks: Some(tasks),
+        }
     }
 
     pub fn hits(&self) -> usize {
@@ -122,7 +128,9 @@ impl Upstream {
 
     /// Holds every answer but `/healthz` for `delay` before sending it.
     pub fn set_delay(&self, delay: Duration) {
-        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// How many `/healthz` probes were answered 200 and 503 so far.
@@ -198,9 +206,17 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
     let name = st.name.clone();
     if path == "/healthz" {
         let up = st.healthy.load(Ordering::SeqCst);
-        let counter = if up { &st.probes_passed } else { &st.probes_failed };
+        let counter = if up {
+            &st.probes_passed
+        } else {
+            &st.probes_failed
+        };
         counter.fetch_add(1, Ordering::SeqCst);
-        return Ok(full(if up { 200 } else { 503 }, &name, if up { "ok" } else { "down" }));
+        return Ok(full(
+            if up { 200 } else { 503 },
+            &name,
+            if up { "ok" } else { "down" },
+        ));
     }
     if path == "/reset" || st.resetting.load(Ordering::SeqCst) {
         return Err(Reset);
@@ -259,7 +275,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
                 "headers": headers,
             });
             let mut r = full(200, &name, body.to_string());
-            r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
             r
         }
     };
@@ -277,7 +294,10 @@ fn stream_bytes(name: &str, n: u64) -> Response<Body> {
                 return None;
             }
             let len = CHUNK.min(n - sent);
-            Some((Ok::<_, Infallible>(Frame::data(chunk.slice(0..len as usize))), sent + len))
+            Some((
+                Ok::<_, Infallible>(Frame::data(chunk.slice(0..len as usize))),
+                sent + len,
+            ))
         }
     });
     Response::builder()
