@@ -91,6 +91,27 @@ fn check_server(server: &ServerSpec, errors: &mut Vec<ConfigError>) {
             "set server.threads to 1 or more, or remove it for the default of 2",
         ));
     }
+    // Pingora keeps client connections in whole seconds, and reads 0 as
+    // "forever"; a sub-second value would silently mean no timeout at all.
+    if server.downstream_keepalive_timeout.0 < std::time::Duration::from_secs(1) {
+        errors.push(ConfigError::new(
+            "server.downstream_keepalive_timeout",
+            "the keep-alive timeout must be at least 1s",
+            "write a whole number of seconds such as 60s",
+        ));
+    }
+    for (key, value) in [
+        ("server.grace_period", server.grace_period.0),
+        ("server.graceful_shutdown_timeout", server.graceful_shutdown_timeout.0),
+    ] {
+        if value.subsec_nanos() != 0 {
+            errors.push(ConfigError::new(
+                key,
+                "Pingora counts this in whole seconds",
+                "write a whole number of seconds such as 5s",
+            ));
+        }
+    }
 }
 
 fn check_access_log(log: &AccessLogSpec, errors: &mut Vec<ConfigError>) {

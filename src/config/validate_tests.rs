@@ -80,6 +80,18 @@ fn zero_threads_are_rejected() {
 }
 
 #[test]
+fn a_sub_second_keepalive_timeout_is_rejected_because_pingora_would_read_it_as_forever() {
+    let yaml = with_section("server: {downstream_keepalive_timeout: 500ms}");
+    only_error(&yaml, "server.downstream_keepalive_timeout", "at least 1s");
+}
+
+#[test]
+fn a_fractional_grace_period_is_rejected_because_pingora_counts_whole_seconds() {
+    let yaml = with_section("server: {grace_period: 1500ms}");
+    only_error(&yaml, "server.grace_period", "whole seconds");
+}
+
+#[test]
 fn a_file_access_log_needs_a_path() {
     let yaml = with_section("access_log: {target: file}");
     only_error(&yaml, "access_log.path", "`target: file` needs a `path`");
