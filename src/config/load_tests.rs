@@ -327,3 +327,15 @@ fn an_env_variable_cannot_inject_structure() {
         .message
         .contains("expected a list, found the string"));
 }
+
+#[test]
+fn an_unset_variable_is_reported_once_not_again_as_a_bad_value() {
+    let yaml = "version: 1\nlisteners:\n  - address: ${NO_SUCH_ADDR}\n";
+    let errors = crate::config::test_support::errors_of(yaml);
+    let at_address: Vec<_> = errors
+        .iter()
+        .filter(|e| e.path == "listeners[0].address")
+        .collect();
+    assert_eq!(at_address.len(), 1, "{errors:?}");
+    assert!(at_address[0].message.contains("NO_SUCH_ADDR is not set"));
+}

@@ -103,7 +103,19 @@ pub fn load_str_with_env(
         return Ok(draft.into_config());
     }
     draft.order.sort(&mut errors);
+    drop_followers_of_unset_variables(&mut errors);
     Err(ConfigErrors(errors))
+}
+
+/// An unset `${VAR}` leaves an empty value behind, which the later checks of
+/// that key would report again in other words; only the first cause is kept.
+fn drop_followers_of_unset_variables(errors: &mut Vec<ConfigError>) {
+    let unset: Vec<String> = errors
+        .iter()
+        .filter(|e| e.message.starts_with("environment variable "))
+        .map(|e| e.path.clone())
+        .collect();
+    errors.retain(|e| e.message.starts_with("environment variable ") || !unset.contains(&e.path));
 }
 
 /// The path of problems that belong to the file as a whole.

@@ -102,7 +102,10 @@ fn check_server(server: &ServerSpec, errors: &mut Vec<ConfigError>) {
     }
     for (key, value) in [
         ("server.grace_period", server.grace_period.0),
-        ("server.graceful_shutdown_timeout", server.graceful_shutdown_timeout.0),
+        (
+            "server.graceful_shutdown_timeout",
+            server.graceful_shutdown_timeout.0,
+        ),
     ] {
         if value.subsec_nanos() != 0 {
             errors.push(ConfigError::new(

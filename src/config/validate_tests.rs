@@ -478,3 +478,10 @@ fn every_problem_reads_as_one_line() {
         assert!(!line.contains('\n'), "{line}");
     }
 }
+
+#[test]
+fn a_rewrite_replacement_with_a_query_is_rejected() {
+    let yaml =
+        with_route("{id: r, upstream: users, rewrite: {regex: '^/(.*)$', replace: '/v2/$1?x=1'}}");
+    only_error(&yaml, "routes[0].rewrite.replace", "may not contain '?'");
+}

@@ -2,6 +2,7 @@
 //! sink, and Pingora's `log` records bridged into the same pipeline.
 
 use std::fs::OpenOptions;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -19,7 +20,9 @@ pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String>
     let filter = EnvFilter::try_new(&logging.level)
         .map_err(|e| format!("logging.level: {e}; fix: use a level such as info or debug"))?;
     let process_layer = {
-        let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let base = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal());
         let layer = match logging.format {
             LogFormat::Json => base.json().flatten_event(true).boxed(),
             LogFormat::Text => base.boxed(),

@@ -419,10 +419,14 @@ fn prepare_upstream_request(
         )?;
     }
     upstream.insert_header("x-forwarded-proto", "http")?;
-    if let Some(host) = incoming.get(http::header::HOST) {
-        upstream.insert_header("x-forwarded-host", host.clone())?;
-    } else if !ctx.host.is_empty() {
-        upstream.insert_header("x-forwarded-host", &ctx.host)?;
+    // The host as the client wrote it, port included: `Host` over HTTP/1.1,
+    // `:authority` over HTTP/2.
+    let client_host = incoming.get(http::header::HOST).cloned().or_else(|| {
+        let authority = session.req_header().uri.authority()?;
+        http::HeaderValue::from_str(authority.as_str()).ok()
+    });
+    if let Some(host) = client_host {
+        upstream.insert_header("x-forwarded-host", host)?;
     }
     upstream.insert_header("x-request-id", &ctx.request_id)?;
     Ok(())
@@ -460,10 +464,8 @@ fn record(session: &Session, ctx: &RequestCtx) {
         status,
         bytes_in: session.body_bytes_read(),
         bytes_out: session.body_bytes_sent(),
-        upstream_ms: ctx
-            .upstream_latency
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        total_ms: total.as_secs_f64() * 1000.0,
+        upstream_ms: ctx.upstream_latency.map_or(0.0, millis),
+        total_ms: millis(total),
         error: ctx.failure.map_or("", Failure::code),
     }
     .emit();
@@ -471,3 +473,8 @@ fn record(session: &Session, ctx: &RequestCtx) {
 
 /// The proxy service name used in Pingora's logs.
 pub const SERVICE_NAME: &str = "portico";
+
+/// Milliseconds with microsecond precision, as the access log writes them.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -56,6 +56,15 @@ pub enum NormalizeError {
 
 /// Normalises the path of a request target; see the module documentation for the
 /// rules. Returns `Cow::Borrowed(raw)` when `raw` is already normal.
+///
+/// ```
+/// use portico::router::normalize_path;
+///
+/// assert_eq!(normalize_path("/public/../%61dmin").unwrap(), "/admin");
+/// assert_eq!(normalize_path("//a/./b/../c/").unwrap(), "/a/c/");
+/// assert_eq!(normalize_path("/a%2fb").unwrap(), "/a%2Fb");
+/// assert!(normalize_path("/%zz").is_err());
+/// ```
 pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, NormalizeError> {
     if scan(raw)? {
         Ok(Cow::Owned(resolve_segments(&decode_unreserved(raw))))

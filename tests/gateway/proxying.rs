@@ -204,6 +204,11 @@ async fn cleartext_http2_with_prior_knowledge_is_proxied_to_an_http1_upstream() 
     assert_eq!(body["query"], "x=1");
     // An HTTP/1.1 upstream needs a Host; it is made from the :authority.
     assert_eq!(seen(&up, "host"), [format!("127.0.0.1:{}", gw.port)]);
+    // X-Forwarded-Host keeps the port over HTTP/2 as it does over HTTP/1.1.
+    assert_eq!(
+        seen(&up, "x-forwarded-host"),
+        [format!("127.0.0.1:{}", gw.port)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

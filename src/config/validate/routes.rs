@@ -202,6 +202,15 @@ fn check_forwarding(path: &str, route: &RouteSpec, errors: &mut Vec<ConfigError>
             ));
         }
         check_regex(format!("{path}.rewrite.regex"), &rewrite.regex, errors);
+        // The rewrite makes the path only; the client's query is appended
+        // after it, so a `?` or `#` here would give a malformed target.
+        if rewrite.replace.contains(['?', '#']) {
+            errors.push(ConfigError::new(
+                format!("{path}.rewrite.replace"),
+                "a rewrite produces the path only and may not contain '?' or '#'",
+                "remove the query or fragment; the client's query string is kept as it is",
+            ));
+        }
     }
     if let Some(host) = &route.upstream_host {
         if host.trim().is_empty() || HeaderValue::from_str(host).is_err() {
