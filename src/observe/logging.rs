@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::prelude::*;
 
@@ -19,6 +19,7 @@ pub const ACCESS_TARGET: &str = "access";
 pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String> {
     let filter = EnvFilter::try_new(&logging.level)
         .map_err(|e| format!("logging.level: {e}; fix: use a level such as info or debug"))?;
+    let max_level = filter.max_level_hint();
     let process_layer = {
         let base = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -45,10 +46,27 @@ pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String>
         .with(access_layer)
         .try_init()
         .map_err(|e| format!("logging: {e}"))?;
-    // Pingora logs through the `log` crate; route it into tracing. A second
-    // call (tests) finds the bridge already installed, which is fine.
-    let _ = tracing_log::LogTracer::init();
+    // Pingora logs through the `log` crate; route it into tracing. The bridge
+    // gets the filter's most verbose level as a ceiling, so the `log::debug!`
+    // calls on Pingora's request path stop at a static check instead of being
+    // turned into tracing events and then dropped. A second call (tests) finds
+    // the bridge already installed, which is fine.
+    let _ = tracing_log::LogTracer::builder()
+        .with_max_level(log_ceiling(max_level))
+        .init();
     Ok(())
+}
+
+/// The `log` level that lets through everything `max` (from the filter) may want.
+fn log_ceiling(max: Option<LevelFilter>) -> log::LevelFilter {
+    match max {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
 }
 
 fn access_writer(spec: &AccessLogSpec) -> Result<Option<BoxMakeWriter>, String> {
