@@ -4,6 +4,7 @@
 //! (daemon mode forks there); name resolution runs on a short-lived
 //! current-thread runtime that is gone before the fork.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub fn run(path: &Path, flags: RunFlags) -> Result<(), Vec<String>> {
     let config = config::load_file(path)
         .map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
     let snapshot = compile(config)?;
+    if !flags.upgrade {
+        check_listen_addresses(&snapshot.config, flags.test)?;
+    }
     logging::init(&snapshot.config.logging, &snapshot.config.access_log).map_err(|e| vec![e])?;
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let mut server = Server::new_with_opt_and_conf(pingora_opt(flags), server_conf(&shared));
@@ -55,6 +59,57 @@ pub fn run(path: &Path, flags: RunFlags) -> Result<(), Vec<String>> {
         "portico starting"
     );
     server.run_forever()
+}
+
+/// Binds each listener and the admin address once and lets go, so that an
+/// address this host does not have, or one another process listens on, is a
+/// problem reported before anything starts. Pingora would retry a busy port
+/// for half a minute, then panic in that service's thread and leave the rest
+/// of the process, admin listener included, up and reporting ready. Not done
+/// on an upgrade, whose sockets come from the running process; with `-t` a
+/// port in use counts as fine, since the instance being replaced holds it.
+fn check_listen_addresses(config: &Config, test: bool) -> Result<(), Vec<String>> {
+    let listeners = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("listeners[{i}].address"), l.address.as_str()));
+    let admin = config
+        .admin
+        .iter()
+        .map(|a| ("admin.address".to_owned(), a.address.as_str()));
+    let mut problems = Vec::new();
+    // Held until every address is tried, so `0.0.0.0:80` and `127.0.0.1:80`
+    // in one file collide here as they would in Pingora.
+    let mut bound = Vec::new();
+    for (path, text) in listeners.chain(admin) {
+        // Validation has checked that every address parses.
+        let Ok(addr) = text.parse::<SocketAddr>() else {
+            continue;
+        };
+        match try_bind(addr) {
+            Ok(socket) => bound.push(socket),
+            Err(e) if !(test && e.kind() == std::io::ErrorKind::AddrInUse) => {
+                problems.push(format!(
+                    "{path}: cannot listen on {addr} ({e}); fix: use an address of this \
+                     host that no other process listens on"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    drop(bound);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Listens as Pingora will: on Unix the standard library sets `SO_REUSEADDR`,
+/// so connections left in TIME_WAIT do not make a port busy.
+fn try_bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
 }
 
 /// Resolves backend names and compiles the snapshot.
@@ -116,6 +171,9 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
         options.h2c = h2c;
         options.keepalive_request_limit =
             (cfg.server.keepalive_request_limit > 0).then_some(cfg.server.keepalive_request_limit);
+        // Without it Pingora keeps an HTTP/2 connection with nothing in flight
+        // open for ever; HTTP/1.1 gets the same idle timeout per request.
+        options.h2_idle_timeout = Some(cfg.server.downstream_keepalive_timeout.0);
         let mut proxy =
             ProxyServiceBuilder::new(&server.configuration, Gateway::new(shared.clone()))
                 .name(SERVICE_NAME)

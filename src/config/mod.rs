@@ -46,8 +46,18 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line: a control character quoted from the file (a key or a value
+    /// holding a line break) is written escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}; fix: {}", self.path, self.message, self.fix)
+        let line = format!("{}: {}; fix: {}", self.path, self.message, self.fix);
+        for c in line.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +228,20 @@ routes:
              fix: define upstreams.orders or point the route at one of: billing, users\n\
              routes[3].upstream: no upstream named \"shipping\"; \
              fix: define upstreams.shipping or point the route at one of: billing, users"
+        );
+    }
+
+    #[test]
+    fn a_value_with_a_line_break_is_reported_on_one_line() {
+        let errors = errors_of(
+            "version: 1\nlisteners: [{address: '127.0.0.1:80'}]\naccess_log: {target: \"off\\n\"}\n",
+        );
+        assert_eq!(errors.len(), 1);
+        let line = errors[0].to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("access_log.target: unknown value `off\\n`"),
+            "{line}"
         );
     }
 

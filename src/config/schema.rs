@@ -57,7 +57,8 @@ pub struct ServerSpec {
     pub graceful_shutdown_timeout: Dur,
     /// Upstream connections kept idle, in total.
     pub upstream_keepalive_pool_size: usize,
-    /// Idle timeout of downstream HTTP/1.1 keep-alive connections.
+    /// Idle timeout of downstream connections: HTTP/1.1 keep-alive, and
+    /// HTTP/2 connections with no request in flight.
     pub downstream_keepalive_timeout: Dur,
     /// Requests served on one downstream connection before it is closed (0: unlimited).
     pub keepalive_request_limit: u32,

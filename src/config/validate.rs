@@ -83,12 +83,41 @@ fn check_listeners(draft: &Draft, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// Most worker threads a service may have.
+const MAX_THREADS: usize = 1024;
+
+/// Largest `upstream_keepalive_pool_size`.
+const MAX_KEEPALIVE_POOL: usize = 1_000_000;
+
 fn check_server(server: &ServerSpec, errors: &mut Vec<ConfigError>) {
     if server.threads == 0 {
         errors.push(ConfigError::new(
             "server.threads",
             "threads must be at least 1",
             "set server.threads to 1 or more, or remove it for the default of 2",
+        ));
+    }
+    // Pingora starts these threads for each service and sizes per-thread
+    // tables by them, so an absurd count aborts the process at start.
+    if server.threads > MAX_THREADS {
+        errors.push(ConfigError::new(
+            "server.threads",
+            format!(
+                "{} threads are more than the {MAX_THREADS} allowed",
+                server.threads
+            ),
+            "set server.threads to about the number of CPU cores",
+        ));
+    }
+    // Pingora allocates the whole keep-alive pool index up front.
+    if server.upstream_keepalive_pool_size > MAX_KEEPALIVE_POOL {
+        errors.push(ConfigError::new(
+            "server.upstream_keepalive_pool_size",
+            format!(
+                "a pool of {} connections is more than the {MAX_KEEPALIVE_POOL} allowed",
+                server.upstream_keepalive_pool_size
+            ),
+            format!("set it to {MAX_KEEPALIVE_POOL} or less; the default is 128"),
         ));
     }
     // Pingora keeps client connections in whole seconds, and reads 0 as

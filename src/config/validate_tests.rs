@@ -80,6 +80,23 @@ fn zero_threads_are_rejected() {
 }
 
 #[test]
+fn a_thread_count_that_would_abort_the_process_at_start_is_rejected() {
+    let yaml = with_section("server: {threads: 100000000}");
+    only_error(&yaml, "server.threads", "more than the 1024 allowed");
+    assert_loads(&with_section("server: {threads: 1024}"));
+}
+
+#[test]
+fn a_keepalive_pool_too_large_to_allocate_is_rejected() {
+    let yaml = with_section("server: {upstream_keepalive_pool_size: 1000000000000000}");
+    only_error(
+        &yaml,
+        "server.upstream_keepalive_pool_size",
+        "more than the 1000000 allowed",
+    );
+}
+
+#[test]
 fn a_sub_second_keepalive_timeout_is_rejected_because_pingora_would_read_it_as_forever() {
     let yaml = with_section("server: {downstream_keepalive_timeout: 500ms}");
     only_error(&yaml, "server.downstream_keepalive_timeout", "at least 1s");
@@ -477,6 +494,36 @@ fn every_problem_reads_as_one_line() {
         let line = error.to_string();
         assert!(!line.contains('\n'), "{line}");
     }
+}
+
+#[test]
+fn a_rewrite_replacement_that_is_not_a_valid_path_is_rejected() {
+    for replace in ["'/a b$1'", "\"/a\\u0000\"", "'/a<b>'"] {
+        let yaml = route(&format!(
+            "rewrite: {{regex: '^/(.*)$', replace: {replace}}}"
+        ));
+        only_error(
+            &yaml,
+            "routes[0].rewrite.replace",
+            "characters a URL path cannot",
+        );
+    }
+    assert_loads(&route(
+        "rewrite: {regex: '^/(.*)$', replace: '/v2/$1-%20{x}|~'}",
+    ));
+}
+
+#[test]
+fn an_undefined_upstream_name_with_a_line_break_stays_on_one_line() {
+    let error = only_error(
+        &with_route("{id: r, upstream: \"a\\nb\"}"),
+        "routes[0].upstream",
+        "no upstream named \"a\\nb\"",
+    );
+    assert_eq!(
+        error.fix,
+        "define upstreams.\"a\\nb\" or point the route at one of: users"
+    );
 }
 
 #[test]

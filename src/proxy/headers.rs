@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 /// `transfer-encoding` and `upgrade` are left to Pingora, which frames bodies
@@ -111,6 +111,40 @@ pub fn hop_by_hop_names(headers: &HeaderMap) -> Vec<String> {
     names
 }
 
+/// The one value of a `Content-Length` that was repeated or comma-listed
+/// (`4, 4`), to forward in its place; `None` when the field is absent or
+/// already a single number. Pingora has refused a request whose values differ.
+pub fn single_content_length(headers: &HeaderMap) -> Option<HeaderValue> {
+    let tokens: Vec<&[u8]> = headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    let (first, rest) = tokens.split_first()?;
+    if rest.is_empty() || rest.iter().any(|t| t != first) {
+        return None;
+    }
+    let length: u64 = std::str::from_utf8(first).ok()?.parse().ok()?;
+    Some(HeaderValue::from(length))
+}
+
+/// The `Cookie` fields joined into one with `"; "` when there are several, as
+/// an HTTP/2 client may send them; `None` when there are fewer than two.
+pub fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(http::header::COOKIE).iter();
+    let mut joined = values.next()?.as_bytes().to_vec();
+    let mut several = false;
+    for value in values {
+        several = true;
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    several
+        .then(|| HeaderValue::from_bytes(&joined).ok())
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +192,27 @@ mod tests {
         let long = "a".repeat(200);
         assert_ne!(request_id(&headers(&[("x-request-id", &long)])), long);
         assert_eq!(request_id(&headers(&[("x-request-id", "a b")])).len(), 32);
+    }
+
+    #[test]
+    fn a_repeated_or_listed_content_length_collapses_to_one_value() {
+        let h = |pairs: &[(&str, &str)]| single_content_length(&headers(pairs));
+        assert_eq!(h(&[("content-length", "4, 4")]).unwrap(), "4");
+        assert_eq!(
+            h(&[("content-length", "4"), ("content-length", "4")]).unwrap(),
+            "4"
+        );
+        assert_eq!(h(&[("content-length", "4")]), None);
+        assert_eq!(h(&[]), None);
+        assert_eq!(h(&[("content-length", "4, 5")]), None);
+    }
+
+    #[test]
+    fn several_cookie_fields_are_joined_into_one() {
+        let h = headers(&[("cookie", "a=1"), ("cookie", "b=2; c=3")]);
+        assert_eq!(joined_cookies(&h).unwrap(), "a=1; b=2; c=3");
+        assert_eq!(joined_cookies(&headers(&[("cookie", "a=1")])), None);
+        assert_eq!(joined_cookies(&headers(&[])), None);
     }
 
     #[test]

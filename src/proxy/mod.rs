@@ -68,7 +68,9 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         identify(session, ctx);
-        let admitted = normalise(session, ctx).and_then(|()| route(session, ctx));
+        let admitted = check_host(session.req_header())
+            .and_then(|()| normalise(session, ctx))
+            .and_then(|()| route(session, ctx));
         match admitted {
             Ok(()) => Ok(false),
             Err(failure) => {
@@ -124,11 +126,22 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
-        let upstream_fault = *e.esource() == ErrorSource::Upstream;
+        // The upstream's read timer restarts with every piece of body passed
+        // on, so a read timeout before the client's body is complete means the
+        // client stopped sending and the backend was waiting for it: a slow
+        // client, not a slow backend, and no reason to eject it.
+        let client_stalled = *e.etype() == ErrorType::ReadTimedout
+            && *e.esource() == ErrorSource::Upstream
+            && !session.as_mut().is_body_done();
+        let upstream_fault = *e.esource() == ErrorSource::Upstream && !client_stalled;
         if let (true, Some(pool), Some(idx)) = (upstream_fault, ctx.pool(), ctx.backend) {
             pool.report(idx, Outcome::ServerError);
         }
-        ctx.failure = Failure::from_error(&e);
+        ctx.failure = if client_stalled {
+            Some(Failure::ClientTimeout)
+        } else {
+            Failure::from_error(&e)
+        };
         let retries_left = ctx.pool().is_some_and(|p| ctx.tried.len() <= p.retries);
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
@@ -287,6 +300,39 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.host = normalize_host(raw_host).into_owned();
 }
 
+/// Refuses a request whose host cannot be routed on: an HTTP/1.1 request
+/// without `Host` (RFC 9112 section 3.2 asks for a 400), or a `Host` that is not
+/// a valid authority (a port that is not a number, spaces, bytes outside
+/// ASCII). Either would be routed as one host and reach the upstream as
+/// another, or as none. An empty `Host` is valid. Pingora has already refused
+/// a repeated `Host` and one that disagrees with an absolute-form target.
+fn check_host(req: &RequestHeader) -> Result<(), Failure> {
+    match req.headers.get(http::header::HOST) {
+        None if req.version == http::Version::HTTP_11 => {
+            Err(Failure::BadRequest("missing Host header"))
+        }
+        Some(host) if !host.is_empty() && !valid_authority(host.as_bytes()) => {
+            Err(Failure::BadRequest("malformed Host header"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `host[:port]` with a port of digits only, which `Authority` does not check.
+fn valid_authority(text: &[u8]) -> bool {
+    let Ok(authority) = http::uri::Authority::try_from(text) else {
+        return false;
+    };
+    match authority.as_str().strip_prefix(authority.host()) {
+        Some("") => true,
+        Some(port) => port
+            .strip_prefix(':')
+            .is_some_and(|digits| digits.bytes().all(|b| b.is_ascii_digit())),
+        // Userinfo before the host.
+        None => false,
+    }
+}
+
 /// Normalises the path once; the request header is rewritten so every later
 /// step, and the upstream, see only the normalised form.
 fn normalise(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
@@ -315,11 +361,13 @@ fn normalise(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure>
 /// absolute-form `http://authority/path` (whose authority Pingora has checked
 /// against `Host`) is accepted, and `true` makes it go upstream in origin form.
 /// Any other form (`foo`, `host:80`, bytes that are not UTF-8) would be routed
-/// as one path and forwarded as another, so it is refused.
+/// as one path and forwarded as another, so it is refused. So is a target the
+/// URI does hold but that is not origin form: a query alone (`?x`, whose empty
+/// path the URI reads as `/`) and `*`.
 fn verbatim_target(req: &RequestHeader) -> Result<bool, Failure> {
     let from_uri = req.uri.path_and_query().map_or("", |pq| pq.as_str());
     let target = req.raw_path();
-    if target == from_uri.as_bytes() {
+    if target == from_uri.as_bytes() && target.starts_with(b"/") {
         return Ok(false);
     }
     let absolute = http::Uri::try_from(target).is_ok_and(|uri| {
@@ -393,6 +441,16 @@ fn prepare_upstream_request(
     let incoming = &session.req_header().headers;
     for name in headers::hop_by_hop_names(incoming) {
         upstream.remove_header(&name);
+    }
+    // Pingora accepts `Content-Length: 4, 4` and repeated equal lines but
+    // forwards them as they came, which strict upstreams refuse.
+    if let Some(length) = headers::single_content_length(&upstream.headers) {
+        upstream.insert_header(http::header::CONTENT_LENGTH, length)?;
+    }
+    // An HTTP/2 client may send each cookie as its own field; an HTTP/1.1
+    // upstream must get them as one line (RFC 9113 section 8.2.3).
+    if let Some(cookies) = headers::joined_cookies(&upstream.headers) {
+        upstream.insert_header(http::header::COOKIE, cookies)?;
     }
     if let Some(uri) = &ctx.upstream_uri {
         let uri = uri.parse::<http::Uri>().or_else(|e| {

@@ -299,7 +299,9 @@ impl Pool {
         if self.eject_after == 0 || n < self.eject_after {
             return;
         }
-        let until = now_ms() + self.eject_for.as_millis() as u64;
+        // Saturating: a huge `ejection_time` means "for good", not an overflow.
+        let eject_for = u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX);
+        let until = now_ms().saturating_add(eject_for);
         let previous = b.ejected_until.swap(until, Ordering::Relaxed);
         b.failures.store(0, Ordering::Relaxed);
         if previous <= now_ms() {

@@ -8,6 +8,7 @@ mod balancing;
 mod cli;
 mod errors;
 mod health;
+mod hostile;
 mod lifecycle;
 mod proxying;
 mod routing;

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, Method};
 use super::check_regex;
 use super::upstreams::invalid_header_name;
 use crate::config::schema::{MatchSpec, PathMatchSpec, RouteSpec, ValueMatchSpec};
-use crate::config::{index_path, ConfigError};
+use crate::config::{index_path, key_path, ConfigError};
 
 /// Checks and normalises `routes`, each paired with its index in the file.
 /// `upstream_names` are the upstreams written in the file, valid or not, so a
@@ -63,9 +63,11 @@ fn check_upstream(
     if upstream_names.iter().any(|name| name == upstream) {
         return;
     }
-    let mut names: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
+    // Names are quoted when they are not plain, so a name with a line break
+    // cannot split the one-line error.
+    let mut names: Vec<String> = upstream_names.iter().map(|n| key_path("", n)).collect();
     names.sort_unstable();
-    let define = format!("define upstreams.{upstream}");
+    let define = format!("define {}", key_path("upstreams", upstream));
     let fix = if names.is_empty() {
         define
     } else {
@@ -209,6 +211,16 @@ fn check_forwarding(path: &str, route: &RouteSpec, errors: &mut Vec<ConfigError>
                 format!("{path}.rewrite.replace"),
                 "a rewrite produces the path only and may not contain '?' or '#'",
                 "remove the query or fragment; the client's query string is kept as it is",
+            ));
+        } else if http::uri::PathAndQuery::try_from(format!("/{}", rewrite.replace)).is_err() {
+            // Otherwise every request the route matches would fail with a 500.
+            errors.push(ConfigError::new(
+                format!("{path}.rewrite.replace"),
+                format!(
+                    "{:?} holds characters a URL path cannot, such as a space",
+                    rewrite.replace
+                ),
+                "percent-encode them, like %20 for a space",
             ));
         }
     }
