@@ -532,3 +532,27 @@ fn a_rewrite_replacement_with_a_query_is_rejected() {
         with_route("{id: r, upstream: users, rewrite: {regex: '^/(.*)$', replace: '/v2/$1?x=1'}}");
     only_error(&yaml, "routes[0].rewrite.replace", "may not contain '?'");
 }
+
+#[test]
+fn a_health_check_interval_under_100ms_is_rejected() {
+    let yaml =
+        with_upstream("{backends: [{address: 'u:80'}], health_check: {type: tcp, interval: 10ms}}");
+    only_error(
+        &yaml,
+        "upstreams.users.health_check.interval",
+        "under 100ms",
+    );
+}
+
+#[test]
+fn an_upstream_with_more_than_ten_thousand_backends_is_rejected() {
+    let backends: Vec<String> = (0..10_001)
+        .map(|i| format!("{{address: '10.0.{}.{}:80'}}", i / 250, i % 250))
+        .collect();
+    let yaml = with_upstream(&format!("{{backends: [{}]}}", backends.join(", ")));
+    only_error(
+        &yaml,
+        "upstreams.users.backends",
+        "more than one upstream takes",
+    );
+}

@@ -10,6 +10,12 @@ use crate::config::schema::{
 };
 use crate::config::{index_path, ConfigError};
 
+/// Most backends one upstream takes; the balancing schedule indexes them in 16 bits.
+const MAX_BACKENDS: usize = 10_000;
+
+/// Shortest interval between two rounds of active health checks.
+const MIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Checks the upstream at key path `path`.
 pub(super) fn check(path: &str, upstream: &UpstreamSpec, errors: &mut Vec<ConfigError>) {
     if upstream.backends.is_empty() {
@@ -17,6 +23,16 @@ pub(super) fn check(path: &str, upstream: &UpstreamSpec, errors: &mut Vec<Config
             format!("{path}.backends"),
             "an upstream needs at least one backend",
             "add one, like `backends: [{address: 10.0.0.5:8080}]`",
+        ));
+    }
+    if upstream.backends.len() > MAX_BACKENDS {
+        errors.push(ConfigError::new(
+            format!("{path}.backends"),
+            format!(
+                "{} backends is more than one upstream takes ({MAX_BACKENDS})",
+                upstream.backends.len()
+            ),
+            "split the backends over several upstreams and routes",
         ));
     }
     let backends = format!("{path}.backends");
@@ -167,6 +183,13 @@ fn check_health(path: &str, check: &HealthCheckSpec, errors: &mut Vec<ConfigErro
         }
     }
     check_positive(&format!("{path}.interval"), check.interval, errors);
+    if check.interval.0 < MIN_CHECK_INTERVAL && !check.interval.0.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{path}.interval"),
+            "a health check interval under 100ms would flood the backends with probes",
+            "use 100ms or more; a few seconds is usual",
+        ));
+    }
     check_positive(&format!("{path}.timeout"), check.timeout, errors);
     for (i, status) in check.expect_status.iter().enumerate() {
         if !(100..=599).contains(status) {
