@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{blocking_status, client, free_port, raw, Upstream};
+use crate::support::{base_config, blocking_status, client, free_port, raw, Upstream};
 
 /// How long Pingora's old process keeps accepting after handing its sockets
 /// over (`CLOSE_TIMEOUT` in pingora-core, not configurable).
@@ -52,29 +52,18 @@ const LOAD_MAX_TIME: Duration = Duration::from_secs(40);
 /// route and short shutdown timers. The access log goes to `${LOG_PATH}`, so
 /// two processes on this one file each write their own.
 fn config(dir: &Path, port: u16, admin_port: u16, upstream: SocketAddr) -> String {
+    let base = base_config(port, admin_port, dir).replace(
+        &format!("path: {}/access.log", dir.display()),
+        "path: ${LOG_PATH}",
+    );
     format!(
-        "version: 1
-server:
-  threads: 2
-  pid_file: {dir}/portico.pid
-  upgrade_sock: {dir}/upgrade.sock
-  grace_period: 2s
-  graceful_shutdown_timeout: 1s
-listeners:
-  - address: 127.0.0.1:{port}
-admin:
-  address: 127.0.0.1:{admin_port}
-access_log:
-  target: file
-  path: ${{LOG_PATH}}
-upstreams:
+        "{base}upstreams:
   origin:
     backends: [{{ address: \"{upstream}\" }}]
 routes:
   - id: all
     upstream: origin
-",
-        dir = dir.display()
+"
     )
 }
 
