@@ -41,11 +41,13 @@ pub fn init(logging: &LoggingSpec, access: &AccessLogSpec) -> Result<(), String>
             .with_writer(writer)
             .with_filter(filter_fn(|m| m.target() == ACCESS_TARGET))
     });
-    tracing_subscriber::registry()
+    // `set_global_default` rather than `try_init`: the latter would also install
+    // its own `log` bridge with no level ceiling, and the one below would then
+    // fail to install.
+    let subscriber = tracing_subscriber::registry()
         .with(process_layer)
-        .with(access_layer)
-        .try_init()
-        .map_err(|e| format!("logging: {e}"))?;
+        .with(access_layer);
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| format!("logging: {e}"))?;
     // Pingora logs through the `log` crate; route it into tracing. The bridge
     // gets the filter's most verbose level as a ceiling, so the `log::debug!`
     // calls on Pingora's request path stop at a static check instead of being
