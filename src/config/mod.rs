@@ -234,7 +234,8 @@ routes:
     #[test]
     fn a_value_with_a_line_break_is_reported_on_one_line() {
         let errors = errors_of(
-            "version: 1\nlisteners: [{address: '127.0.0.1:80'}]\naccess_log: {target: \"off\\n\"}\n",
+            "version: 1\nlisteners: [{address: '127.0.0.1:80'}]\n\
+             access_log: {target: \"off\\n\"}\n",
         );
         assert_eq!(errors.len(), 1);
         let line = errors[0].to_string();

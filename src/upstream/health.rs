@@ -64,21 +64,28 @@ async fn check_pool_once(
     spec: &HealthCheckSpec,
     probes: &[Option<Box<dyn HealthCheck + Send + Sync>>],
 ) {
-    let runs = pool.backends().iter().zip(probes).map(|(b, probe)| async move {
-        let Some(probe) = probe else { return false };
-        let Ok(target) = LbBackend::new(&b.label) else { return false };
-        match tokio::time::timeout(spec.timeout.0, probe.check(&target)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                debug!(upstream = %pool.name, backend = %b.label, error = %e, "health probe failed");
-                false
+    let runs = pool
+        .backends()
+        .iter()
+        .zip(probes)
+        .map(|(b, probe)| async move {
+            let Some(probe) = probe else { return false };
+            let Ok(target) = LbBackend::new(&b.label) else {
+                return false;
+            };
+            match tokio::time::timeout(spec.timeout.0, probe.check(&target)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    let (upstream, backend) = (&pool.name, &b.label);
+                    debug!(%upstream, %backend, error = %e, "health probe failed");
+                    false
+                }
+                Err(_) => {
+                    debug!(upstream = %pool.name, backend = %b.label, "health probe timed out");
+                    false
+                }
             }
-            Err(_) => {
-                debug!(upstream = %pool.name, backend = %b.label, "health probe timed out");
-                false
-            }
-        }
-    });
+        });
     let results = futures_util::future::join_all(runs).await;
     for (idx, ok) in results.into_iter().enumerate() {
         let b = &pool.backends()[idx];
