@@ -204,10 +204,16 @@ impl ProxyHttp for Gateway {
             };
             pool.report(idx, outcome);
         }
-        for name in headers::hop_by_hop_names(&upstream.headers) {
-            if name != "connection" || upstream.status != 101 {
-                upstream.remove_header(&name);
+        // Read the tokens before `Connection` itself goes.
+        let named = headers::connection_tokens(&upstream.headers);
+        let upgraded = upstream.status == 101;
+        for name in headers::HOP_BY_HOP {
+            if name != "connection" || !upgraded {
+                upstream.remove_header(name);
             }
+        }
+        for name in named {
+            upstream.remove_header(&name);
         }
         Ok(())
     }
@@ -439,7 +445,10 @@ fn prepare_upstream_request(
     ctx: &RequestCtx,
 ) -> Result<()> {
     let incoming = &session.req_header().headers;
-    for name in headers::hop_by_hop_names(incoming) {
+    for name in headers::HOP_BY_HOP {
+        upstream.remove_header(name);
+    }
+    for name in headers::connection_tokens(incoming) {
         upstream.remove_header(&name);
     }
     // Pingora accepts `Content-Length: 4, 4` and repeated equal lines but

@@ -27,6 +27,21 @@ async fn assert_failure(gw: &Gateway, resp: reqwest::Response, status: u16, code
     id
 }
 
+/// The same for a response read with the raw client: a JSON body naming
+/// `code`, its request id in the header, and the access-log line.
+fn assert_raw_failure(gw: &Gateway, resp: &raw::RawResponse, status: u16, code: &str) {
+    let body = resp.json();
+    assert_eq!(body["error"], code);
+    assert_eq!(body["status"], status);
+    let id = body["request_id"].as_str().unwrap();
+    assert_eq!(resp.header("x-request-id"), Some(id));
+    let line = gw.access_line(id);
+    assert_eq!(
+        (&line["status"], &line["error"]),
+        (&status.into(), &code.into())
+    );
+}
+
 /// Asserts that `path` is still answered 200 by an upstream.
 async fn still_serving(gw: &Gateway, path: &str) {
     let resp = client().get(gw.url(path)).send().await.unwrap();
@@ -170,16 +185,7 @@ async fn a_request_target_not_in_origin_form_gets_400_and_never_reaches_an_upstr
             format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let resp = raw::send(gw.port, request.as_bytes()).await;
         assert_eq!(resp.status, 400, "{target}");
-        let body = resp.json();
-        assert_eq!(body["error"], "bad_request");
-        assert_eq!(body["status"], 400);
-        let id = body["request_id"].as_str().unwrap();
-        assert_eq!(resp.header("x-request-id"), Some(id));
-        let line = gw.access_line(id);
-        assert_eq!(
-            (&line["status"], &line["error"]),
-            (&400.into(), &"bad_request".into())
-        );
+        assert_raw_failure(&gw, &resp, 400, "bad_request");
     }
     assert_eq!(up.hits(), 0);
     still_serving(&gw, "/after").await;
@@ -194,16 +200,7 @@ async fn a_path_with_a_bad_escape_gets_400() {
     ));
     let resp = raw::get(gw.port, "/files/%zz", &[]).await;
     assert_eq!(resp.status, 400);
-    let body = resp.json();
-    assert_eq!(body["error"], "bad_request");
-    assert_eq!(body["status"], 400);
-    let id = body["request_id"].as_str().unwrap();
-    assert_eq!(resp.header("x-request-id"), Some(id));
-    let line = gw.access_line(id);
-    assert_eq!(
-        (&line["status"], &line["error"]),
-        (&400.into(), &"bad_request".into())
-    );
+    assert_raw_failure(&gw, &resp, 400, "bad_request");
     assert_eq!(up.hits(), 0);
     still_serving(&gw, "/files/ok").await;
 }
