@@ -97,6 +97,10 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=1, help="worker threads of every proxy")
     p.add_argument("--scenarios", default="abcdefg", help="subset, e.g. 'ace'")
     p.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated subset")
+    p.add_argument("--conns", help="comma-separated connection counts for every load "
+                   "scenario, instead of each scenario's own (e.g. 64 or 16,256)")
+    p.add_argument("--portico-bin", help="the Portico binary to measure, instead of the "
+                   "release build (to compare two builds)")
     p.add_argument("--idle-conns", type=int, help="connections held in (f) (10000; smoke 500)")
     p.add_argument("--server-cpus", help="CPU list for proxies and upstream (taskset -c)")
     p.add_argument("--load-cpus", help="CPU list for the load generators")
@@ -109,6 +113,12 @@ def parse_args(argv):
     a.warmup = a.warmup if a.warmup is not None else (1 if a.smoke else 3)
     a.idle_conns = a.idle_conns or (500 if a.smoke else 10_000)
     a.proxies = [x for x in a.proxies.split(",") if x]
+    try:
+        a.conns = [int(x) for x in a.conns.split(",") if x] if a.conns else None
+    except ValueError:
+        p.error(f"bad --conns {a.conns!r}: want numbers separated by commas")
+    if a.conns is not None and (not a.conns or min(a.conns) < 1):
+        p.error("bad --conns: want at least one count, each above 0")
     unknown = set(a.proxies) - set(PROXIES) | set(a.scenarios) - {s.key for s in SCENARIOS}
     if unknown or a.threads < 1 or a.duration < 1:
         p.error(f"bad value(s): {', '.join(sorted(unknown)) or 'threads/duration'}")
@@ -135,7 +145,7 @@ class Run:
     def run_scenario(self, s):
         rows = []
         self.results[s.key] = rows
-        conns_list = s.smoke_conns if self.args.smoke else s.conns
+        conns_list = self.args.conns or (s.smoke_conns if self.args.smoke else s.conns)
         if s.kind == "idle":
             conns_list = [self.args.idle_conns]
         for conns in conns_list:
@@ -266,7 +276,8 @@ def main(argv):
     target = os.path.abspath(args.target_dir)
     env = RunEnv(workdir=tempfile.mkdtemp(prefix="portico-perf-"), threads=args.threads,
                  server_cpus=server_cpus,
-                 portico_bin=os.path.join(target, "release", "portico"),
+                 portico_bin=os.path.abspath(args.portico_bin) if args.portico_bin
+                 else os.path.join(target, "release", "portico"),
                  minimal_bin=os.path.join(target, "release", "examples", "minimal_pingora"),
                  nofile=nofile, nginx_http2_directive=nginx_supports_http2_directive())
     shown = [x for i, x in enumerate(argv)

@@ -234,7 +234,7 @@ def start_portico(env, variant):
     conf = f"""version: 1
 server:
   threads: {env.threads}
-  pid_file: {d}/portico.pid
+{os.environ.get("PORTICO_PERF_SERVER_EXTRA", "")}  pid_file: {d}/portico.pid
   upgrade_sock: {d}/portico_upgrade.sock
   grace_period: 1s
   graceful_shutdown_timeout: 1s

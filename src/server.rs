@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::{background_service, Opt, Server};
+use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -152,6 +154,19 @@ fn server_conf(shared: &SharedSnapshot) -> ServerConf {
     }
 }
 
+/// Socket buffers of a cleartext listener.
+///
+/// Pingora puts a 64 KiB read buffer under every accepted connection, sized
+/// for TLS records. A cleartext HTTP/1.1 session reads the request head into
+/// its own buffer and HTTP/2 has its own framing buffer, so the L4 one only
+/// adds a copy per read and 64 KiB of heap per connection, most of the memory
+/// of an idle keep-alive client (see perf/RESULTS.md). Reads go straight to the
+/// socket; the small write buffer, which coalesces a response head with the
+/// start of its body, stays.
+fn plaintext_buffers() -> L4BufferSettings {
+    L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
+}
+
 fn add_services(server: &mut Server, shared: &SharedSnapshot) {
     let snapshot = shared.load();
     let cfg = &snapshot.config;
@@ -180,7 +195,7 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
                 .server_options(options)
                 .build();
         for addr in addrs {
-            proxy.add_tcp(addr);
+            proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(plaintext_buffers()));
         }
         server.add_service(proxy);
     }

@@ -23,6 +23,13 @@ pub struct AccessRecord<'a> {
     pub error: &'a str,
 }
 
+/// Whether access-log lines are written at all (`access_log.target` is not
+/// `off`); a cheap check of the callsite's cached interest, so that a request
+/// builds no record when nobody reads it.
+pub fn enabled() -> bool {
+    tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
+}
+
 impl AccessRecord<'_> {
     /// Emits the record; the timestamp comes from the subscriber.
     pub fn emit(&self) {

@@ -25,7 +25,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{error, warn};
 
 use crate::gateway::SharedSnapshot;
-use crate::observe::access_log::AccessRecord;
+use crate::observe::access_log::{self, AccessRecord};
 use crate::observe::metrics::metrics;
 use crate::router::{normalize_host, normalize_path, RequestView};
 use crate::upstream::Outcome;
@@ -207,8 +207,8 @@ impl ProxyHttp for Gateway {
         // Read the tokens before `Connection` itself goes.
         let named = headers::connection_tokens(&upstream.headers);
         let upgraded = upstream.status == 101;
-        for name in headers::HOP_BY_HOP {
-            if name != "connection" || !upgraded {
+        for name in &headers::HOP_BY_HOP {
+            if *name != http::header::CONNECTION || !upgraded {
                 upstream.remove_header(name);
             }
         }
@@ -414,9 +414,12 @@ fn select_backend(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPee
         ctx.failure = Some(Failure::NoRoute);
         return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
     };
-    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let client;
     let key = match pool.hash_key() {
-        Some(k) => k.extract(&client, &ctx.path, &session.req_header().headers),
+        Some(k) => {
+            client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+            k.extract(&client, &ctx.path, &session.req_header().headers)
+        }
         None => b"",
     };
     let Some(idx) = pool.select(key, &ctx.tried) else {
@@ -445,7 +448,7 @@ fn prepare_upstream_request(
     ctx: &RequestCtx,
 ) -> Result<()> {
     let incoming = &session.req_header().headers;
-    for name in headers::HOP_BY_HOP {
+    for name in &headers::HOP_BY_HOP {
         upstream.remove_header(name);
     }
     for name in headers::connection_tokens(incoming) {
@@ -510,12 +513,18 @@ fn record(session: &Session, ctx: &RequestCtx) {
     let total = ctx.start.elapsed();
     let route = ctx.route_id();
     metrics().observe_request(route, &req.method, status, total.as_secs_f64());
+    if !access_log::enabled() {
+        return;
+    }
     let backend = ctx
         .pool()
         .zip(ctx.backend)
         .map(|(p, i)| p.backends()[i].label.as_str())
         .unwrap_or("-");
-    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let mut client = String::new();
+    if let Some(ip) = ctx.client_ip {
+        headers::push_ip(&mut client, ip);
+    }
     AccessRecord {
         request_id: &ctx.request_id,
         client: &client,
