@@ -101,12 +101,18 @@ def parse_args(argv):
                    "scenario, instead of each scenario's own (e.g. 64 or 16,256)")
     p.add_argument("--portico-bin", help="the Portico binary to measure, instead of the "
                    "release build (to compare two builds)")
+    p.add_argument("--portico-server", action="append", default=[], metavar="'KEY: VALUE'",
+                   help="an extra line under Portico's `server:` section, e.g. "
+                   "'work_stealing: false' (repeatable)")
     p.add_argument("--idle-conns", type=int, help="connections held in (f) (10000; smoke 500)")
     p.add_argument("--server-cpus", help="CPU list for proxies and upstream (taskset -c)")
     p.add_argument("--load-cpus", help="CPU list for the load generators")
     p.add_argument("--out", default=os.path.join(loadgen.HERE, "RESULTS.md"))
     p.add_argument("--target-dir", default=os.path.join(loadgen.HERE, "..", "target"),
-                   help="cargo's target directory holding the release builds")
+                   help="cargo's target directory holding the builds")
+    p.add_argument("--build-profile", default="release",
+                   help="the cargo profile directory the binaries are taken from (release; "
+                   "the CI smoke run uses debug, whose figures mean nothing)")
     p.add_argument("--keep-workdir", action="store_true", help="keep configs and logs")
     a = p.parse_args(argv)
     a.duration = a.duration or (2 if a.smoke else 10)
@@ -250,7 +256,24 @@ def _size(path):
         return "missing"
 
 
+# In RESULTS.md, everything from this line on is written by hand (the
+# micro-benchmark baselines, the record of each optimisation step) and is
+# carried over when a run rewrites the tables above it.
+NOTES_MARKER = "<!-- Below: notes kept across runs; perf/run.sh rewrites only what is above. -->"
+
+
+def _kept_notes(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    i = text.find(NOTES_MARKER)
+    return text[i:] if i >= 0 else ""
+
+
 def write_results(run, info, path):
+    notes = _kept_notes(path)
     parts = [tables.header(info, run.args.smoke)]
     for s in SCENARIOS:
         if s.key not in run.results:
@@ -259,6 +282,8 @@ def write_results(run, info, path):
         body = (tables.idle_table(rows) if s.kind == "idle"
                 else tables.load_table(rows, run.nginx_from_a))
         parts.append(f"## ({s.key}) {s.title}\n\n{s.what}\n\n{body}\n")
+    if notes:
+        parts.append(notes.rstrip("\n") + "\n")
     with open(path, "w") as f:
         f.write("\n".join(parts))
     # Read back: the count of tables actually on disk is what the exit status
@@ -277,9 +302,11 @@ def main(argv):
     env = RunEnv(workdir=tempfile.mkdtemp(prefix="portico-perf-"), threads=args.threads,
                  server_cpus=server_cpus,
                  portico_bin=os.path.abspath(args.portico_bin) if args.portico_bin
-                 else os.path.join(target, "release", "portico"),
-                 minimal_bin=os.path.join(target, "release", "examples", "minimal_pingora"),
-                 nofile=nofile, nginx_http2_directive=nginx_supports_http2_directive())
+                 else os.path.join(target, args.build_profile, "portico"),
+                 minimal_bin=os.path.join(target, args.build_profile, "examples",
+                                          "minimal_pingora"),
+                 nofile=nofile, nginx_http2_directive=nginx_supports_http2_directive(),
+                 portico_server=tuple(args.portico_server))
     shown = [x for i, x in enumerate(argv)
              if x != "--target-dir" and (i == 0 or argv[i - 1] != "--target-dir")]
     info = machine.describe(args, shown, server_cpus, load_cpus)
@@ -287,8 +314,8 @@ def main(argv):
     try:
         for binary in (env.portico_bin, env.minimal_bin):
             if not os.access(binary, os.X_OK):
-                print(f"perf: {binary} is missing; build it with "
-                      "cargo build --release --bins --example minimal_pingora")
+                print(f"perf: {binary} is missing; build it with cargo build "
+                      f"--profile {args.build_profile} --bins --example minimal_pingora")
                 return 1
         upstream = start_upstream(env)
         run = Run(args, env, upstream, load_cpus)

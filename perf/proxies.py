@@ -65,6 +65,7 @@ class RunEnv:
     upstream_port: int = 0
     upstream_h2_port: int = 0
     nginx_http2_directive: bool = False   # nginx >= 1.25.1 spells it `http2 on`
+    portico_server: tuple = ()            # extra `key: value` lines under Portico's `server:`
 
 
 def nginx_supports_http2_directive():
@@ -231,10 +232,11 @@ def start_portico(env, variant):
                          "    upstream: up\n" for i in range(variant.routes))
     else:
         routes = "  - id: all\n    match: {path: {prefix: /}}\n    upstream: up\n"
+    server_extra = "".join(f"  {line}\n" for line in env.portico_server)
     conf = f"""version: 1
 server:
   threads: {env.threads}
-{os.environ.get("PORTICO_PERF_SERVER_EXTRA", "")}  pid_file: {d}/portico.pid
+{server_extra}  pid_file: {d}/portico.pid
   upgrade_sock: {d}/portico_upgrade.sock
   grace_period: 1s
   graceful_shutdown_timeout: 1s

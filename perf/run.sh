@@ -13,10 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=1
+profile=release
 for arg in "$@"; do
   case "$arg" in
     --no-build) build=0 ;;
-    -h|--help) exec python3 perf/compare.py --help ;;
+    --debug) profile=debug ;;
+    -h|--help)
+      echo "perf/run.sh's own flags: --no-build (use the binaries already built)," \
+        "--debug (build and measure the debug profile: for the CI smoke run only)"
+      exec python3 perf/compare.py --help ;;
   esac
 done
 
@@ -54,14 +59,18 @@ install_missing
 # both).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-args=()
+args=(--build-profile "$profile")
 for arg in "$@"; do
-  [ "$arg" = "--no-build" ] || args+=("$arg")
+  case "$arg" in
+    --no-build|--debug) ;;
+    *) args+=("$arg") ;;
+  esac
 done
 
 if [ "$build" -eq 1 ]; then
-  echo "perf: cargo build --release --bins --example minimal_pingora"
-  cargo build --release --bins --example minimal_pingora
+  cargo_profile=$([ "$profile" = debug ] && echo dev || echo release)
+  echo "perf: cargo build --profile $cargo_profile --bins --example minimal_pingora"
+  cargo build --profile "$cargo_profile" --bins --example minimal_pingora
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: doc tests, a build of the benchmarks (so they
-# cannot rot), then the unit tests and the integration tests that drive the
-# real gateway binary. Installs missing build tools first.
+# cannot rot), a smoke run of the load comparison (every proxy of perf/run.sh
+# answers correctly and every table is written; no figure is judged), then the
+# unit tests and the integration tests that drive the real gateway binary.
+# Installs missing build tools first (perf/run.sh installs nginx, HAProxy, wrk
+# and h2load for the smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_packages
 cargo test --workspace --doc
 cargo test --workspace --benches --no-run
+smoke_out=$(mktemp -d)
+trap 'rm -rf "$smoke_out"' EXIT
+perf/run.sh --smoke --debug --out "$smoke_out/RESULTS.md"
 cargo test --workspace --lib --bins --tests "$@"
