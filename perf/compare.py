@@ -95,6 +95,9 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, help="seconds per measurement (10; smoke 2)")
     p.add_argument("--warmup", type=int, help="warm-up seconds before each (3; smoke 1)")
     p.add_argument("--threads", type=int, default=1, help="worker threads of every proxy")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="measure each load row this many times, fresh proxy each time, and "
+                   "report the median by req/s with the spread in the notes")
     p.add_argument("--scenarios", default="abcdefg", help="subset, e.g. 'ace'")
     p.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated subset")
     p.add_argument("--conns", help="comma-separated connection counts for every load "
@@ -126,8 +129,8 @@ def parse_args(argv):
     if a.conns is not None and (not a.conns or min(a.conns) < 1):
         p.error("bad --conns: want at least one count, each above 0")
     unknown = set(a.proxies) - set(PROXIES) | set(a.scenarios) - {s.key for s in SCENARIOS}
-    if unknown or a.threads < 1 or a.duration < 1:
-        p.error(f"bad value(s): {', '.join(sorted(unknown)) or 'threads/duration'}")
+    if unknown or a.threads < 1 or a.duration < 1 or a.repeat < 1:
+        p.error(f"bad value(s): {', '.join(sorted(unknown)) or 'threads/duration/repeat'}")
     return a
 
 
@@ -159,12 +162,27 @@ class Run:
                 print(f"perf: ({s.key}) {label}, {conns} conns", flush=True)
                 row = {"label": label, "kind": kind, "conns": conns}
                 try:
-                    row.update(self.measure(s, kind, variant, conns))
+                    row.update(self.measure_repeated(s, kind, variant, conns))
                 except (procs.StartError, loadgen.LoadError, CheckFailed) as e:
                     row["error"] = str(e)[:300]
                     self.failures.append(f"({s.key}) {label}: {row['error']}")
                     print(f"perf:   FAILED: {row['error']}", flush=True)
                 rows.append(row)
+
+    def measure_repeated(self, s, kind, variant, conns):
+        """The row with the median req/s of --repeat measurements, each with a
+        fresh proxy; its notes give the spread."""
+        n = 1 if s.kind == "idle" else self.args.repeat
+        runs = [self.measure(s, kind, variant, conns) for _ in range(n)]
+        if n == 1:
+            return runs[0]
+        runs.sort(key=lambda r: r["rps"])
+        row = runs[n // 2]
+        spread = (f"median of {n}: req/s {runs[0]['rps']:,.0f} to {runs[-1]['rps']:,.0f}, "
+                  f"CPU µs/req {min(_cpu_us(r) for r in runs):.1f} "
+                  f"to {max(_cpu_us(r) for r in runs):.1f}")
+        row["notes"] = _join(row.get("notes"), spread)
+        return row
 
     def measure(self, s, kind, variant, conns):
         service = None
@@ -243,6 +261,10 @@ class Run:
 
 class CheckFailed(Exception):
     """The proxy did not answer the curl check correctly."""
+
+
+def _cpu_us(row):
+    return row["cpu_s"] / row["requests"] * 1e6 if row["requests"] else 0.0
 
 
 def _join(a, b):
