@@ -6,7 +6,7 @@ Starts the same upstream and the same proxy configuration as perf/run.sh
 (scenario a), puts wrk on the load CPU, and runs `perf record -g` on the
 proxy's process for the measured seconds. Writes DIR/PROXY.perf.data and
 DIR/PROXY.top.txt (the hottest symbols, self time, from `perf report`), and
-prints the top of that list. Every process started is stopped by PID at the
+prints the top of that list; with --flamegraph also DIR/PROXY.svg (inferno). Every process started is stopped by PID at the
 end, as in the harness. Needs the release builds (perf/run.sh builds them) and
 `perf` (Debian's linux-perf).
 """
@@ -55,6 +55,8 @@ def main(argv):
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "portico-profile"))
     p.add_argument("--target-dir", default=os.path.join(loadgen.HERE, "..", "target"))
     p.add_argument("--portico-bin", help="the Portico binary to profile")
+    p.add_argument("--flamegraph", action="store_true",
+                   help="also write DIR/PROXY.svg (needs inferno: cargo install inferno)")
     p.add_argument("--strace", action="store_true",
                    help="count the proxy's system calls (strace -c) instead of sampling")
     a = p.parse_args(argv)
@@ -114,6 +116,20 @@ def main(argv):
         subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol",
                         "--stdio", "-g", "none", "--percent-limit", "0.4"],
                        stdout=f, stderr=subprocess.DEVNULL, check=False)
+    if a.flamegraph:
+        svg = os.path.join(a.out, f"{a.proxy}.svg")
+        if not (shutil.which("inferno-collapse-perf") and shutil.which("inferno-flamegraph")):
+            print("profile: no flamegraph: inferno is missing (cargo install inferno)")
+        else:
+            script = subprocess.run(["perf", "script", "-i", data], capture_output=True,
+                                    check=False).stdout
+            folded = subprocess.run(["inferno-collapse-perf"], input=script,
+                                    capture_output=True, check=False).stdout
+            with open(svg, "wb") as f:
+                subprocess.run(["inferno-flamegraph", "--title",
+                                f"{a.proxy}, perf/profile.py, {a.conns} conns"],
+                               input=folded, stdout=f, check=False)
+            print(f"profile: flamegraph in {svg}")
     with open(top) as f:
         lines = [line.rstrip() for line in f if line.strip() and not line.startswith("#")]
     print("\n".join(lines[:40]))
