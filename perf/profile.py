@@ -92,7 +92,8 @@ def main(argv):
                 if str(child) != pid:
                     tracer[5:5] = ["-p", str(child)]
         else:
-            tracer = ["perf", "record", "-q", "-g", "-F", "2000", "-p", pid, "-o", data, "--",
+            tracer = ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "499", "-p", pid,
+                      "-o", data, "--",
                       "sleep", str(a.seconds)]
         recorder = subprocess.Popen(tracer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         r = loadgen.wrk(port, "/1k", a.conns, a.seconds, 1, load_cpus)
@@ -126,7 +127,7 @@ def main(argv):
             folded = subprocess.run(["inferno-collapse-perf"], input=script,
                                     capture_output=True, check=False).stdout
             with open(svg, "wb") as f:
-                subprocess.run(["inferno-flamegraph", "--title",
+                subprocess.run(["inferno-flamegraph", "--minwidth", "0.1", "--title",
                                 f"{a.proxy}, perf/profile.py, {a.conns} conns"],
                                input=folded, stdout=f, check=False)
             print(f"profile: flamegraph in {svg}")
