@@ -72,10 +72,14 @@ SCENARIOS = [
              "each, reads the answer and holds them idle; RSS (summed over the proxy's "
              "processes) is read before the client starts and once all are held."),
     Scenario("g", "Portico's policies on against Portico plain", "wrk", "/1k", BODY_1K, [64],
-             [16], "As (a); today the only policy is the access log, written to a file.",
+             [16], "As (a), Portico with one policy at a time: the access log written to a "
+             "file; an API key checked on every request (SHA-256 of the key, looked up among "
+             "the consumers' hashes); a JWT checked on every request (HS256, `iss` and `exp`).",
              rows=[("direct", "direct", PLAIN),
-                   ("portico (access_log off)", "portico", PLAIN),
-                   ("portico (access_log to a file)", "portico", Variant(access_log=True))]),
+                   ("portico (no policy)", "portico", PLAIN),
+                   ("portico (access_log to a file)", "portico", Variant(access_log=True)),
+                   ("portico (API key)", "portico", Variant(auth="api_key")),
+                   ("portico (JWT, HS256)", "portico", Variant(auth="jwt"))]),
 ]
 
 
@@ -193,12 +197,13 @@ class Run:
             else:
                 service, port = STARTERS[kind](self.env, variant)
                 accounted = service
-            problem = loadgen.curl_check(port, s.path, s.size, h2=variant.h2)
+            problem = loadgen.curl_check(port, s.path, s.size, h2=variant.h2,
+                                         headers=variant.headers())
             if problem:
                 raise CheckFailed(problem)
             if s.kind == "idle":
                 return self.measure_idle(s, accounted, port)
-            row = self.measure_load(s, accounted, port, conns)
+            row = self.measure_load(s, accounted, port, conns, variant.headers())
             if variant.access_log and service:
                 log = os.path.join(self.env.workdir, "portico", "access.log")
                 row["notes"] = _join(row.get("notes"), f"access log {_size(log)}")
@@ -207,20 +212,20 @@ class Run:
             if service:
                 service.stop()
 
-    def load(self, s, port, conns, seconds):
+    def load(self, s, port, conns, seconds, headers=()):
         if s.kind == "h2load":
             log = os.path.join(self.env.workdir, "h2load.log")
             return loadgen.h2load(port, s.path, conns, H2_STREAMS, seconds, self.load_threads,
                                   self.load_cpus, log)
         return loadgen.wrk(port, s.path, conns, seconds, self.load_threads, self.load_cpus,
-                           s.headers)
+                           list(s.headers) + list(headers))
 
-    def measure_load(self, s, service, port, conns):
+    def measure_load(self, s, service, port, conns, headers=()):
         if self.args.warmup:
-            self.load(s, port, conns, self.args.warmup)
+            self.load(s, port, conns, self.args.warmup, headers)
         pids = service.pids()
         cpu_before = procs.cpu_seconds(pids)
-        r = self.load(s, port, conns, self.args.duration)
+        r = self.load(s, port, conns, self.args.duration, headers)
         pids = sorted(set(pids) | set(service.pids()))
         row = {"rps": r.rps, "requests": r.requests, "p50_us": r.p50_us, "p99_us": r.p99_us,
                "p999_us": r.p999_us, "cpu_s": procs.cpu_seconds(pids) - cpu_before,

@@ -52,10 +52,12 @@ def _run(argv, timeout):
     return done
 
 
-def curl_check(port, path, expected_bytes, h2=False):
+def curl_check(port, path, expected_bytes, h2=False, headers=()):
     """None when `path` answers 200 with `expected_bytes`, else what went wrong."""
     argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", "10",
             "-w", "%{http_code} %{size_download} %{http_version}"]
+    for h in headers:
+        argv += ["-H", h]
     argv += ["--http2-prior-knowledge"] if h2 else ["--http1.1"]
     done = _run(argv + [f"http://127.0.0.1:{port}{path}"], 20)
     if done.returncode != 0:

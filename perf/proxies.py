@@ -21,11 +21,16 @@ bodies: `/1m` gives 1 MiB, every other path 1 KiB. It also listens for
 cleartext HTTP/2 on a second port, for the direct row of the HTTP/2 scenario.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import pwd
 import re
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 from procs import Service, free_port
@@ -51,6 +56,55 @@ class Variant:
     h2: bool = False            # cleartext HTTP/2 (prior knowledge) listener
     routes: int = 0             # size of the generated route table, 0 = one catch-all
     access_log: bool = False    # Portico's access log to a file
+    auth: str = ""              # Portico's route policy: "", "api_key" or "jwt"
+
+    def headers(self):
+        """What the client sends for this variant's credentials."""
+        if self.auth == "api_key":
+            return (f"x-api-key: {BENCH_API_KEY}",)
+        if self.auth == "jwt":
+            return (f"authorization: Bearer {bench_jwt()}",)
+        return ()
+
+
+# Credentials of the policy rows of (g). The key's hash goes in the config,
+# as `portico hash-key` would write it; the JWT is HS256 with the provider's
+# secret, issued now and valid for a day.
+BENCH_API_KEY = "perf-bench-api-key-0123456789abcdef"
+BENCH_JWT_SECRET = "perf-bench-hmac-secret-0123456789abcdef0123"
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def bench_jwt():
+    now = int(time.time())
+    head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64url(json.dumps({"sub": "bench", "iss": "perf", "iat": now,
+                               "exp": now + 86400}).encode())
+    mac = hmac.new(BENCH_JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256)
+    return f"{head}.{body}.{_b64url(mac.digest())}"
+
+
+def _portico_auth(variant):
+    """The identity sections and the route policy line for a variant."""
+    if not variant.auth:
+        return "", ""
+    key_hash = hashlib.sha256(BENCH_API_KEY.encode()).hexdigest()
+    identity = f"""consumers:
+  - id: bench
+    tier: gold
+    credentials:
+      api_keys: ["sha256:{key_hash}"]
+jwt_providers:
+  perf:
+    issuer: perf
+    keys:
+      - {{kid: k1, alg: HS256, secret: "{BENCH_JWT_SECRET}"}}
+"""
+    method = "api_key" if variant.auth == "api_key" else '"jwt:perf"'
+    return identity, f"    auth: {{methods: [{method}]}}\n"
 
 
 @dataclass
@@ -232,6 +286,8 @@ def start_portico(env, variant):
                          "    upstream: up\n" for i in range(variant.routes))
     else:
         routes = "  - id: all\n    match: {path: {prefix: /}}\n    upstream: up\n"
+    identity, policy = _portico_auth(variant)
+    routes += policy
     server_extra = "".join(f"  {line}\n" for line in env.portico_server)
     conf = f"""version: 1
 server:
@@ -244,7 +300,7 @@ listeners:
   - address: 127.0.0.1:{port}
 access_log: {access}
 logging: {{level: warn, format: text}}
-upstreams:
+{identity}upstreams:
   up:
     backends:
       - address: 127.0.0.1:{env.upstream_port}

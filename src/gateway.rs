@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::router::Router;
 use crate::upstream::resolve::Resolved;
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub pools: BTreeMap<String, Arc<Pool>>,
     /// The pool of each route, by the route's index in `router.routes()`.
     pub route_pools: Vec<Arc<Pool>>,
+    /// Consumers, credentials, JWT providers and each route's policy.
+    pub auth: Auth,
 }
 
 impl Snapshot {
@@ -51,14 +54,20 @@ impl Snapshot {
                 )),
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        let auth = Auth::build(&config);
+        if let Err(problems) = &auth {
+            errors.extend(problems.iter().cloned());
         }
+        let auth = match auth {
+            Ok(auth) if errors.is_empty() => auth,
+            _ => return Err(errors),
+        };
         Ok(Snapshot {
             config,
             router,
             pools,
             route_pools,
+            auth,
         })
     }
 

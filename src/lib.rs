@@ -8,6 +8,8 @@
 //! - [`config`]: the YAML schema, loading, `${VAR}` expansion and validation;
 //! - [`gateway`]: the compiled, immutable configuration snapshot;
 //! - [`router`]: path normalisation and the compiled route table;
+//! - [`auth`]: consumers, API keys, Basic auth, JWT providers and each
+//!   route's authorisation;
 //! - [`upstream`]: pools, backend selection, active and passive health;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation and the error responder;
 //! - [`observe`]: metrics and the access log;
@@ -16,6 +18,7 @@
 //! - [`demo`]: the small JSON services behind the default configuration.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -1,5 +1,8 @@
-//! The `portico` command: `run` serves, `check` validates a configuration.
+//! The `portico` command: `run` serves, `check` validates a configuration,
+//! `hash-key` and `hash-password` make the credential hashes the
+//! configuration stores.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,6 +48,20 @@ enum Command {
         #[arg(short, long, default_value = "conf/portico.yaml")]
         conf: PathBuf,
     },
+    /// Print the `sha256:` hash of an API key, for `consumers[].credentials.api_keys`.
+    /// The key is read from standard input unless `--key` is given.
+    HashKey {
+        /// The key (it then shows in the shell history and process list).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print an argon2id hash of a password, for `credentials.basic.password_hash`.
+    /// The password is read from standard input unless `--password` is given.
+    HashPassword {
+        /// The password (it then shows in the shell history and process list).
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +102,55 @@ fn main() -> ExitCode {
                 }
                 Err(problems) => report(&conf, &problems),
             }
+        }
+        Command::HashKey { key } => hash_key(key),
+        Command::HashPassword { password } => hash_password(password),
+    }
+}
+
+/// The secret from the flag, or standard input without its line ending.
+fn secret_input(flag: Option<String>, what: &str) -> Result<String, ExitCode> {
+    let text = match flag {
+        Some(text) => text,
+        None => {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                eprintln!("cannot read the {what} from standard input: {e}");
+                return Err(ExitCode::from(2));
+            }
+            text.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    if text.is_empty() {
+        eprintln!("the {what} is empty");
+        return Err(ExitCode::from(2));
+    }
+    Ok(text)
+}
+
+fn hash_key(key: Option<String>) -> ExitCode {
+    match secret_input(key, "key") {
+        Ok(key) => {
+            println!("{}", portico::auth::api_key::hash_line(key.as_bytes()));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn hash_password(password: Option<String>) -> ExitCode {
+    let password = match secret_input(password, "password") {
+        Ok(password) => password,
+        Err(code) => return code,
+    };
+    match portico::auth::basic::hash_password(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot hash the password: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -14,13 +14,13 @@ use serde_path_to_error::Segment;
 
 use super::env::{expand_tree, key_text};
 use super::schema::{
-    AccessLogSpec, AdminSpec, Config, ListenerSpec, LoggingSpec, RouteSpec, ServerSpec,
-    TrustedProxy, UpstreamSpec,
+    AccessLogSpec, AdminSpec, Config, ConsumerSpec, IdentitySpec, JwtProviderSpec, ListenerSpec,
+    LoggingSpec, RouteAuthSpec, RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
 };
 use super::{index_path, key_path, ConfigError, FILE};
 
 /// The top-level keys, in the order the fix of an unknown key lists them.
-const TOP_LEVEL_KEYS: [&str; 9] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "version",
     "server",
     "listeners",
@@ -30,6 +30,10 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
     "logging",
     "upstreams",
     "routes",
+    "identity",
+    "consumers",
+    "jwt_providers",
+    "auth",
 ];
 
 /// The parts of a file that deserialized. Listeners and routes keep their index
@@ -48,6 +52,14 @@ pub(crate) struct Draft {
     /// Upstream names written in the file, including those that failed.
     pub upstream_names: Vec<String>,
     pub routes: Vec<(usize, RouteSpec)>,
+    /// The `auth` of each route in `routes`, at the same position.
+    pub route_auth: Vec<Option<RouteAuthSpec>>,
+    pub identity: Option<IdentitySpec>,
+    pub consumers: Vec<(usize, ConsumerSpec)>,
+    pub jwt_providers: Vec<(String, JwtProviderSpec)>,
+    /// Provider names written in the file, including those that failed.
+    pub jwt_provider_names: Vec<String>,
+    pub auth: Option<RouteAuthSpec>,
     pub order: FileOrder,
 }
 
@@ -64,6 +76,11 @@ impl Draft {
             logging: self.logging.unwrap_or_default(),
             upstreams: self.upstreams.into_iter().collect(),
             routes: self.routes.into_iter().map(|(_, r)| r).collect(),
+            identity: self.identity.unwrap_or_default(),
+            consumers: self.consumers.into_iter().map(|(_, c)| c).collect(),
+            jwt_providers: self.jwt_providers.into_iter().collect(),
+            auth: self.auth,
+            route_auth: self.route_auth,
         }
     }
 }
@@ -126,6 +143,12 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
         upstreams: Vec::new(),
         upstream_names: Vec::new(),
         routes: Vec::new(),
+        route_auth: Vec::new(),
+        identity: Some(IdentitySpec::default()),
+        consumers: Vec::new(),
+        jwt_providers: Vec::new(),
+        jwt_provider_names: Vec::new(),
+        auth: None,
         order,
     };
     let mut version_seen = false;
@@ -148,6 +171,10 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
             "logging" => draft.logging = part(value, "logging", errors),
             "upstreams" => read_upstreams(value, &mut draft, errors),
             "routes" => read_routes(value, &mut draft, errors),
+            "identity" => draft.identity = part(value, "identity", errors),
+            "consumers" => read_consumers(value, &mut draft, errors),
+            "jwt_providers" => read_jwt_providers(value, &mut draft, errors),
+            "auth" => draft.auth = part(value, "auth", errors),
             _ => errors.push(ConfigError::new(
                 key_path("", &key),
                 format!("unknown top-level key `{key}`"),
@@ -233,9 +260,53 @@ fn read_routes(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
     let Some(items) = sequence(value, "routes", example, errors) else {
         return;
     };
-    for (i, item) in items.into_iter().enumerate() {
-        if let Some(route) = part(item, &index_path("routes", i), errors) {
+    for (i, mut item) in items.into_iter().enumerate() {
+        let path = index_path("routes", i);
+        // `auth` is read on its own, so a route's shape stays `RouteSpec`.
+        let auth = match &mut item {
+            Value::Mapping(map) => map.remove("auth"),
+            _ => None,
+        };
+        let auth = auth
+            .filter(|value| !value.is_null())
+            .and_then(|value| part(value, &format!("{path}.auth"), errors));
+        if let Some(route) = part(item, &path, errors) {
             draft.routes.push((i, route));
+            draft.route_auth.push(auth);
+        }
+    }
+}
+
+fn read_consumers(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
+    let example = "- {id: mobile-app, credentials: {api_keys: [sha256:...]}}";
+    let Some(items) = sequence(value, "consumers", example, errors) else {
+        return;
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(consumer) = part(item, &index_path("consumers", i), errors) {
+            draft.consumers.push((i, consumer));
+        }
+    }
+}
+
+fn read_jwt_providers(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
+    let Value::Mapping(map) = value else {
+        errors.push(ConfigError::new(
+            "jwt_providers",
+            format!(
+                "expected a map of named providers, found {}",
+                describe(&value)
+            ),
+            "write each provider as `name: {issuer: ..., keys: [...]}` under `jwt_providers:`",
+        ));
+        return;
+    };
+    for (key, spec) in map {
+        let name = key_text(&key);
+        let path = key_path("jwt_providers", &name);
+        draft.jwt_provider_names.push(name.clone());
+        if let Some(provider) = part(spec, &path, errors) {
+            draft.jwt_providers.push((name, provider));
         }
     }
 }

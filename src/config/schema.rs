@@ -37,6 +37,24 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    /// Where credentials are read and how an identity is forwarded.
+    #[serde(default)]
+    pub identity: IdentitySpec,
+    /// Known API clients and their credentials.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerSpec>,
+    /// JWT issuers whose tokens are accepted, by name.
+    #[serde(default)]
+    pub jwt_providers: BTreeMap<String, JwtProviderSpec>,
+    /// The authentication every route inherits unless it sets its own.
+    #[serde(default)]
+    pub auth: Option<RouteAuthSpec>,
+    /// Each route's own `auth` (written as `routes[].auth`), by route index;
+    /// `None` inherits the top-level `auth`. The loader reads it beside each
+    /// [`RouteSpec`], which stays a plain route shape that the router's tests
+    /// and benchmarks build directly.
+    #[serde(skip)]
+    pub route_auth: Vec<Option<RouteAuthSpec>>,
 }
 
 /// Process-level settings, handed to Pingora's `ServerConf`.
@@ -423,6 +441,9 @@ pub struct RewriteSpec {
     pub regex: String,
     pub replace: String,
 }
+
+mod auth;
+pub use auth::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -4,6 +4,7 @@
 //! problem. The same pass normalises what the router compares without regard
 //! to case: methods are uppercased and hosts lowercased.
 
+mod identity;
 mod routes;
 mod upstreams;
 
@@ -32,6 +33,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
         upstreams::check(&key_path("upstreams", name), upstream, &mut errors);
     }
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
+    identity::check(draft, &mut errors);
     errors
 }
 

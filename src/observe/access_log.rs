@@ -31,8 +31,16 @@ pub fn enabled() -> bool {
 }
 
 impl AccessRecord<'_> {
-    /// Emits the record; the timestamp comes from the subscriber.
+    /// Emits the record of an anonymous request; the timestamp comes from
+    /// the subscriber.
     pub fn emit(&self) {
+        self.emit_for("-");
+    }
+
+    /// Emits the record with `consumer`, the authenticated consumer's id
+    /// (`-` when anonymous). The id is a parameter rather than a field so
+    /// that code building records for anonymous traffic stays unchanged.
+    pub fn emit_for(&self, consumer: &str) {
         info!(
             target: ACCESS_TARGET,
             request_id = self.request_id,
@@ -48,6 +56,7 @@ impl AccessRecord<'_> {
             upstream_ms = self.upstream_ms,
             total_ms = self.total_ms,
             error = self.error,
+            consumer,
             "request"
         );
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::Failure;
+use crate::auth::Identity;
 use crate::gateway::Snapshot;
 use crate::upstream::InflightGuard;
 
@@ -38,6 +39,8 @@ pub struct RequestCtx {
     pub upstream_latency: Option<Duration>,
     /// Set when Portico answers the request itself.
     pub failure: Option<Failure>,
+    /// Who the request is, when its route authenticated it.
+    pub identity: Option<Identity>,
 }
 
 impl RequestCtx {
@@ -58,6 +61,7 @@ impl RequestCtx {
             upstream_sent: None,
             upstream_latency: None,
             failure: None,
+            identity: None,
         }
     }
 

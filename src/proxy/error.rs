@@ -17,6 +17,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::auth::Rejection;
+
 /// Why Portico answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -26,6 +28,8 @@ pub enum Failure {
     ClientTimeout,
     /// No route matched.
     NoRoute,
+    /// Authentication or authorisation refused the request (401, 403).
+    Auth(Rejection),
     /// The route's pool had no backend able to take the request.
     NoHealthyBackend,
     /// The backend refused the connection or broke it.
@@ -42,6 +46,7 @@ impl Failure {
             Failure::BadRequest(_) => 400,
             Failure::ClientTimeout => 408,
             Failure::NoRoute => 404,
+            Failure::Auth(rejection) => rejection.status(),
             Failure::NoHealthyBackend => 503,
             Failure::UpstreamFailed => 502,
             Failure::UpstreamTimeout => 504,
@@ -55,6 +60,7 @@ impl Failure {
             Failure::BadRequest(_) => "bad_request",
             Failure::ClientTimeout => "request_timeout",
             Failure::NoRoute => "no_route",
+            Failure::Auth(rejection) => rejection.code(),
             Failure::NoHealthyBackend => "no_healthy_backend",
             Failure::UpstreamFailed => "upstream_failed",
             Failure::UpstreamTimeout => "upstream_timeout",
@@ -67,6 +73,7 @@ impl Failure {
             Failure::BadRequest(why) => why,
             Failure::ClientTimeout => "the request was not received in time",
             Failure::NoRoute => "no route matches this request",
+            Failure::Auth(rejection) => rejection.message(),
             Failure::NoHealthyBackend => "no healthy backend is available for this route",
             Failure::UpstreamFailed => "the upstream refused or reset the connection",
             Failure::UpstreamTimeout => "the upstream did not answer in time",
@@ -108,13 +115,26 @@ impl Failure {
 /// Writes `failure` to the client as JSON. Does nothing when a response has
 /// already started (the connection is then closed by Pingora).
 pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) {
+    respond_with_challenges(session, failure, request_id, &[]).await;
+}
+
+/// Like [`respond`], with a `WWW-Authenticate` line for each challenge.
+pub async fn respond_with_challenges(
+    session: &mut Session,
+    failure: Failure,
+    request_id: &str,
+    challenges: &[http::HeaderValue],
+) {
     if session.response_written().is_some() {
         return;
     }
     let body = Bytes::from(render_json(failure, request_id));
-    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4)) else {
+    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4 + challenges.len())) else {
         return;
     };
+    for challenge in challenges {
+        let _ = header.append_header(http::header::WWW_AUTHENTICATE, challenge.clone());
+    }
     let headers = [
         ("content-type", "application/json"),
         ("content-length", &body.len().to_string()),
@@ -166,6 +186,17 @@ mod tests {
     fn a_vanished_client_gets_no_response() {
         let gone = Error::new(ErrorType::ConnectionClosed).into_down();
         assert_eq!(Failure::from_error(&gone), None);
+    }
+
+    #[test]
+    fn auth_refusals_keep_the_json_shape_with_their_own_codes() {
+        let missing = Failure::Auth(Rejection::Missing);
+        assert_eq!(missing.status(), 401);
+        let v: serde_json::Value = serde_json::from_str(&render_json(missing, "r1")).unwrap();
+        assert_eq!(v["error"], "missing_credentials");
+        assert_eq!(v["status"], 401);
+        let scope = Failure::Auth(Rejection::InsufficientScope);
+        assert_eq!((scope.status(), scope.code()), (403, "insufficient_scope"));
     }
 
     #[test]

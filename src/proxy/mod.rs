@@ -3,9 +3,10 @@
 //!
 //! Order for one request: `early_request_filter` (connection settings) →
 //! `request_filter` (request id, client address, path normalisation, route
-//! match; a rejection is answered here and never reaches an upstream) →
+//! match, authentication and authorisation; a rejection is answered here and
+//! never reaches an upstream) →
 //! `upstream_peer` (backend choice, once per try) → `upstream_request_filter`
-//! (forwarding headers, rewritten path, host) → `upstream_response_filter`
+//! (forwarding headers, identity headers, rewritten path, host) → `upstream_response_filter`
 //! (passive health) → `response_filter` → `logging` (access log, metrics).
 //! Failures from any step end in [`error::respond`].
 
@@ -14,6 +15,7 @@ pub mod error;
 pub mod handover;
 pub mod headers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +26,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{error, warn};
 
+use crate::auth;
 use crate::gateway::SharedSnapshot;
 use crate::observe::access_log::{self, AccessRecord};
 use crate::observe::metrics::metrics;
@@ -68,14 +71,18 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         identify(session, ctx);
-        let admitted = check_host(session.req_header())
+        let mut admitted = check_host(session.req_header())
             .and_then(|()| normalise(session, ctx))
             .and_then(|()| route(session, ctx));
+        if admitted.is_ok() {
+            admitted = authenticate(session, ctx).await;
+        }
         match admitted {
             Ok(()) => Ok(false),
             Err(failure) => {
                 ctx.failure = Some(failure);
-                error::respond(session, failure, &ctx.request_id).await;
+                let challenges = challenges(ctx, failure);
+                error::respond_with_challenges(session, failure, &ctx.request_id, challenges).await;
                 Ok(true)
             }
         }
@@ -408,6 +415,41 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Authenticates and authorises the request when its route asks for it;
+/// a route without authentication costs this one lookup.
+async fn authenticate(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let Some(route) = ctx.route else {
+        return Ok(());
+    };
+    if ctx.snapshot.auth.policy(route).is_none() {
+        return Ok(());
+    }
+    let snapshot = Arc::clone(&ctx.snapshot);
+    let Some(policy) = snapshot.auth.policy(route) else {
+        return Ok(());
+    };
+    let req: &RequestHeader = session.req_header();
+    ctx.identity = snapshot
+        .auth
+        .admit(policy, req)
+        .await
+        .map_err(Failure::Auth)?;
+    if let Some(uri) = auth::forward::uri_without_key(policy, req, ctx.upstream_uri.as_deref()) {
+        ctx.upstream_uri = Some(uri);
+    }
+    Ok(())
+}
+
+/// The `WWW-Authenticate` challenges that go with an authentication refusal.
+fn challenges(ctx: &RequestCtx, failure: Failure) -> &[http::HeaderValue] {
+    let Failure::Auth(rejection) = failure else {
+        return &[];
+    };
+    ctx.route
+        .and_then(|route| ctx.snapshot.auth.policy(route))
+        .map_or(&[][..], |policy| policy.challenges.for_rejection(rejection))
+}
+
 /// Picks the backend for this try and builds its peer.
 fn select_backend(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let Some(pool) = ctx.pool().cloned() else {
@@ -499,7 +541,9 @@ fn prepare_upstream_request(
         upstream.insert_header("x-forwarded-host", host)?;
     }
     upstream.insert_header("x-request-id", &ctx.request_id)?;
-    Ok(())
+    let auth = &ctx.snapshot.auth;
+    let policy = ctx.route.and_then(|route| auth.policy(route));
+    auth::forward::apply(auth, policy, ctx.identity.as_ref(), upstream)
 }
 
 /// The access-log line and the request metrics.
@@ -544,7 +588,11 @@ fn record(session: &Session, ctx: &RequestCtx) {
         total_ms: millis(total),
         error: ctx.failure.map_or("", Failure::code),
     }
-    .emit();
+    .emit_for(
+        ctx.identity
+            .as_ref()
+            .map_or("-", |i| i.consumer.id.as_str()),
+    );
 }
 
 /// The proxy service name used in Pingora's logs.
