@@ -27,6 +27,7 @@ fn route(index: usize, matches: MatchSpec) -> RouteSpec {
         strip_prefix: false,
         rewrite: None,
         upstream_host: None,
+        policies: Default::default(),
     }
 }
 

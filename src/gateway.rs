@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::policy::Policies;
 use crate::router::Router;
 use crate::upstream::resolve::Resolved;
 use crate::upstream::Pool;
@@ -31,6 +32,8 @@ pub struct Snapshot {
     pub route_pools: Vec<Arc<Pool>>,
     /// Consumers, credentials, JWT providers and each route's policy.
     pub auth: Auth,
+    /// IP filters, size limits, threat protection and CORS, per route.
+    pub policies: Policies,
 }
 
 impl Snapshot {
@@ -58,8 +61,12 @@ impl Snapshot {
         if let Err(problems) = &auth {
             errors.extend(problems.iter().cloned());
         }
-        let auth = match auth {
-            Ok(auth) if errors.is_empty() => auth,
+        let policies = Policies::build(&config);
+        if let Err(problems) = &policies {
+            errors.extend(problems.iter().cloned());
+        }
+        let (auth, policies) = match (auth, policies) {
+            (Ok(auth), Ok(policies)) if errors.is_empty() => (auth, policies),
             _ => return Err(errors),
         };
         Ok(Snapshot {
@@ -68,6 +75,7 @@ impl Snapshot {
             pools,
             route_pools,
             auth,
+            policies,
         })
     }
 

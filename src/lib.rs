@@ -10,6 +10,7 @@
 //! - [`router`]: path normalisation and the compiled route table;
 //! - [`auth`]: consumers, API keys, Basic auth, JWT providers and each
 //!   route's authorisation;
+//! - [`policy`]: IP filters, size limits, threat protection and CORS;
 //! - [`upstream`]: pools, backend selection, active and passive health;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation and the error responder;
 //! - [`observe`]: metrics and the access log;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod observe;
+pub mod policy;
 pub mod proxy;
 pub mod router;
 pub mod server;

@@ -9,12 +9,13 @@ use http::HeaderName;
 use super::api_key::{KeyDigest, KeyIndex, KeySource};
 use super::basic::BasicIndex;
 use super::forward::IdentityHeaders;
+use super::introspect::{Introspector, Settings};
 use super::jwks::JwksCache;
 use super::jwt::{Provider, TokenSource};
 use super::keys::{self, BoundKey, Checks, Material};
 use super::policy::{Challenges, Method, MethodName, RoutePolicy};
 use super::{Auth, Consumer};
-use crate::config::schema::{AuthPolicySpec, JwtProviderSpec, RouteAuthSpec};
+use crate::config::schema::{AuthPolicySpec, IntrospectionSpec, JwtProviderSpec, RouteAuthSpec};
 use crate::config::Config;
 
 /// Registered claims `jsonwebtoken` checks for presence itself.
@@ -65,6 +66,18 @@ impl Auth {
             provider_index.insert(name.clone(), providers.len());
             providers.push(provider(name, spec, &mut errors));
         }
+        let mut endpoint_index = HashMap::new();
+        let mut introspectors = Vec::new();
+        for (name, spec) in &config.introspection {
+            if let Some(endpoint) = introspector(name, spec, &mut errors) {
+                endpoint_index.insert(name.clone(), introspectors.len());
+                introspectors.push(endpoint);
+            }
+        }
+        let index = Index {
+            providers: &provider_index,
+            endpoints: &endpoint_index,
+        };
         let mut policies = Vec::with_capacity(config.routes.len());
         for i in 0..config.routes.len() {
             let own = config.route_auth.get(i).and_then(Option::as_ref);
@@ -76,7 +89,11 @@ impl Auth {
             };
             let compiled = spec.map(|p| {
                 let path = format!("routes[{i}].auth");
-                policy(p, config, &provider_index, &providers, &path, &mut errors)
+                let named = Named {
+                    providers: &providers,
+                    introspectors: &introspectors,
+                };
+                policy(p, config, &index, &named, &path, &mut errors)
             });
             policies.push(compiled);
         }
@@ -90,6 +107,7 @@ impl Auth {
             key_source,
             basic,
             providers,
+            introspectors,
             policies,
             headers,
         })
@@ -212,14 +230,76 @@ fn provider(name: &str, spec: &JwtProviderSpec, errors: &mut Vec<String>) -> Pro
     }
 }
 
+/// Positions of the JWT providers and introspection endpoints, by name.
+struct Index<'a> {
+    providers: &'a HashMap<String, usize>,
+    endpoints: &'a HashMap<String, usize>,
+}
+
+/// The compiled JWT providers and introspection endpoints.
+struct Named<'a> {
+    providers: &'a [Provider],
+    introspectors: &'a [Introspector],
+}
+
+fn introspector(
+    name: &str,
+    spec: &IntrospectionSpec,
+    errors: &mut Vec<String>,
+) -> Option<Introspector> {
+    let base = format!("introspection.{name}");
+    let url = match spec.url.parse::<http::Uri>() {
+        Ok(url) => url,
+        Err(_) => {
+            errors.push(format!("{base}.url: {:?} is not a URL", spec.url));
+            return None;
+        }
+    };
+    let source = TokenSource {
+        header: header_name(
+            &spec.token_from.header,
+            &format!("{base}.token_from.header"),
+            errors,
+        ),
+        cookie: spec.token_from.cookie.clone(),
+    };
+    let forward = spec
+        .forward_claims
+        .iter()
+        .filter_map(|(claim, header)| {
+            Some((
+                claim.clone(),
+                HeaderName::from_bytes(header.as_bytes()).ok()?,
+            ))
+        })
+        .collect();
+    let settings = Settings {
+        url,
+        client_id: spec.client_id.clone(),
+        client_secret: spec.client_secret.clone(),
+        timeout: spec.timeout.0,
+        active_ttl: spec.cache_ttl.0,
+        inactive_ttl: spec.inactive_ttl.0,
+        cache_entries: spec.cache_entries,
+    };
+    Some(Introspector::new(
+        name,
+        source,
+        settings,
+        spec.consumer_claim.clone(),
+        forward,
+    ))
+}
+
 fn policy(
     spec: &AuthPolicySpec,
     config: &Config,
-    provider_index: &HashMap<String, usize>,
-    providers: &[Provider],
+    index: &Index,
+    named: &Named,
     path: &str,
     errors: &mut Vec<String>,
 ) -> RoutePolicy {
+    let providers = named.providers;
     let mut methods = Vec::new();
     let mut strip_headers: Vec<HeaderName> = Vec::new();
     let mut strip_cookies: Vec<String> = Vec::new();
@@ -233,10 +313,19 @@ fn policy(
         let method = match MethodName::parse(text) {
             Ok(MethodName::ApiKey) => Method::ApiKey,
             Ok(MethodName::Basic) => Method::Basic,
-            Ok(MethodName::Jwt(name)) => match provider_index.get(&name) {
-                Some(&index) => Method::Jwt(index),
+            Ok(MethodName::Jwt(name)) => match index.providers.get(&name) {
+                Some(&at) => Method::Jwt(at),
                 None => {
                     errors.push(format!("{path}.methods: no JWT provider named {name:?}"));
+                    continue;
+                }
+            },
+            Ok(MethodName::Introspect(name)) => match index.endpoints.get(&name) {
+                Some(&at) => Method::Introspect(at),
+                None => {
+                    errors.push(format!(
+                        "{path}.methods: no introspection endpoint {name:?}"
+                    ));
                     continue;
                 }
             },
@@ -254,9 +343,16 @@ fn policy(
                 strip_query.clone_from(&config.identity.api_key.query);
             }
             Method::Basic => strip(&http::header::AUTHORIZATION),
-            Method::Jwt(index) => {
-                strip(&providers[index].source.header);
-                if let Some(cookie) = &providers[index].source.cookie {
+            Method::Jwt(at) => {
+                strip(&providers[at].source.header);
+                if let Some(cookie) = &providers[at].source.cookie {
+                    strip_cookies.push(cookie.clone());
+                }
+            }
+            Method::Introspect(at) => {
+                let source = &named.introspectors[at].source;
+                strip(&source.header);
+                if let Some(cookie) = &source.cookie {
                     strip_cookies.push(cookie.clone());
                 }
             }

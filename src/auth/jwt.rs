@@ -161,14 +161,23 @@ impl Provider {
     /// The configured claims as upstream headers; a claim whose value cannot
     /// be a header value is left out.
     pub fn forwarded(&self, claims: &Claims) -> Vec<(HeaderName, HeaderValue)> {
-        self.forward
-            .iter()
-            .filter_map(|(claim, header)| {
-                let value = claim_text(claims.get(claim)?)?;
-                Some((header.clone(), HeaderValue::from_str(&value).ok()?))
-            })
-            .collect()
+        forwarded(&self.forward, claims)
     }
+}
+
+/// The claims named in `forward` as upstream headers; a claim whose value
+/// cannot be a header value is left out.
+pub fn forwarded(
+    forward: &[(String, HeaderName)],
+    claims: &Claims,
+) -> Vec<(HeaderName, HeaderValue)> {
+    forward
+        .iter()
+        .filter_map(|(claim, header)| {
+            let value = claim_text(claims.get(claim)?)?;
+            Some((header.clone(), HeaderValue::from_str(&value).ok()?))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]

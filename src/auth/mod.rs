@@ -15,6 +15,7 @@ pub mod basic;
 mod build;
 pub mod consumer;
 pub mod forward;
+pub mod introspect;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
@@ -37,6 +38,7 @@ pub struct Auth {
     key_source: api_key::KeySource,
     basic: basic::BasicIndex,
     providers: Vec<jwt::Provider>,
+    introspectors: Vec<introspect::Introspector>,
     /// By route index; `None` for routes without authentication.
     policies: Vec<Option<RoutePolicy>>,
     /// Headers that carry identity upstream; client copies are removed.
@@ -74,6 +76,8 @@ enum Found {
     Nothing,
     /// A credential that this method rejects.
     Invalid,
+    /// A credential that cannot be checked now.
+    Unavailable,
     Admitted(Identity),
 }
 
@@ -102,6 +106,7 @@ impl Auth {
             match self.try_method(*method, req).await {
                 Found::Nothing => {}
                 Found::Invalid => presented = true,
+                Found::Unavailable => return Err(Rejection::Unavailable),
                 Found::Admitted(identity) => {
                     policy.authorise(&identity)?;
                     return Ok(Some(identity));
@@ -123,6 +128,50 @@ impl Auth {
                 Some(provider) => self.try_jwt(provider, req).await,
                 None => Found::Nothing,
             },
+            Method::Introspect(index) => match self.introspectors.get(index) {
+                Some(endpoint) => self.try_introspect(endpoint, req).await,
+                None => Found::Nothing,
+            },
+        }
+    }
+
+    async fn try_introspect(
+        &self,
+        endpoint: &introspect::Introspector,
+        req: &RequestHeader,
+    ) -> Found {
+        let Some(token) = endpoint.source.extract(&req.headers) else {
+            return Found::Nothing;
+        };
+        let claims = match endpoint.introspect(token).await {
+            introspect::Verdict::Active(claims) => claims,
+            introspect::Verdict::Inactive => return Found::Invalid,
+            introspect::Verdict::Unavailable => return Found::Unavailable,
+        };
+        let Some(subject) = claims
+            .get(&endpoint.consumer_claim)
+            .and_then(|v| v.as_str())
+        else {
+            debug!(endpoint = %endpoint.name, "active token without its consumer claim");
+            return Found::Invalid;
+        };
+        let Some(consumer) = self.consumer_named(subject) else {
+            return Found::Invalid;
+        };
+        let claims = jwt::Claims::clone(&claims);
+        Found::Admitted(Identity {
+            consumer,
+            scopes: jwt::scopes(&claims),
+            forward: jwt::forwarded(&endpoint.forward, &claims),
+            claims: Some(claims),
+        })
+    }
+
+    /// The configured consumer of this id, or one known only by it.
+    fn consumer_named(&self, id: &str) -> Option<Arc<Consumer>> {
+        match self.by_id.get(id) {
+            Some(&index) => self.consumers.get(index).cloned(),
+            None => Consumer::new(id, None, &[]).ok().map(Arc::new),
         }
     }
 
@@ -163,12 +212,8 @@ impl Auth {
                 return Found::Invalid;
             }
         };
-        let consumer = match self.by_id.get(&verified.subject) {
-            Some(&index) => Arc::clone(&self.consumers[index]),
-            None => match Consumer::new(&verified.subject, None, &[]) {
-                Ok(consumer) => Arc::new(consumer),
-                Err(_) => return Found::Invalid,
-            },
+        let Some(consumer) = self.consumer_named(&verified.subject) else {
+            return Found::Invalid;
         };
         Found::Admitted(Identity {
             consumer,

@@ -13,14 +13,18 @@ pub enum Method {
     Basic,
     /// The provider at this index of the snapshot's providers.
     Jwt(usize),
+    /// The introspection endpoint at this index of the snapshot's endpoints.
+    Introspect(usize),
 }
 
-/// A method as written: `api_key`, `basic` or `jwt:<provider>`.
+/// A method as written: `api_key`, `basic`, `jwt:<provider>` or
+/// `introspect:<endpoint>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MethodName {
     ApiKey,
     Basic,
     Jwt(String),
+    Introspect(String),
 }
 
 impl MethodName {
@@ -28,8 +32,11 @@ impl MethodName {
         match text {
             "api_key" => Ok(MethodName::ApiKey),
             "basic" => Ok(MethodName::Basic),
-            _ => match text.strip_prefix("jwt:") {
-                Some(name) if !name.is_empty() => Ok(MethodName::Jwt(name.to_owned())),
+            _ => match text.split_once(':') {
+                Some(("jwt", name)) if !name.is_empty() => Ok(MethodName::Jwt(name.to_owned())),
+                Some(("introspect", name)) if !name.is_empty() => {
+                    Ok(MethodName::Introspect(name.to_owned()))
+                }
                 _ => Err(format!("unknown method {text:?}")),
             },
         }
@@ -47,6 +54,8 @@ pub enum Rejection {
     InsufficientScope,
     /// The consumer's groups, tier or claims do not allow the route (403).
     Forbidden,
+    /// The token could not be checked: its introspection endpoint is down (503).
+    Unavailable,
 }
 
 impl Rejection {
@@ -54,6 +63,7 @@ impl Rejection {
         match self {
             Rejection::Missing | Rejection::Invalid => 401,
             Rejection::InsufficientScope | Rejection::Forbidden => 403,
+            Rejection::Unavailable => 503,
         }
     }
 
@@ -63,6 +73,7 @@ impl Rejection {
             Rejection::Invalid => "invalid_credentials",
             Rejection::InsufficientScope => "insufficient_scope",
             Rejection::Forbidden => "forbidden",
+            Rejection::Unavailable => "auth_unavailable",
         }
     }
 
@@ -72,6 +83,7 @@ impl Rejection {
             Rejection::Invalid => "the credentials are not valid",
             Rejection::InsufficientScope => "the token lacks a scope this route needs",
             Rejection::Forbidden => "this consumer may not use this route",
+            Rejection::Unavailable => "the token cannot be checked now; try again later",
         }
     }
 }
@@ -116,7 +128,7 @@ impl Challenges {
         };
         for method in methods {
             let (missing, invalid) = match method {
-                Method::Jwt(_) => (
+                Method::Jwt(_) | Method::Introspect(_) => (
                     format!("Bearer realm=\"{realm}\""),
                     format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
                 ),
@@ -131,7 +143,8 @@ impl Challenges {
             };
             push(&mut c.missing, missing);
             push(&mut c.invalid, invalid);
-            if matches!(method, Method::Jwt(_)) && !scopes.is_empty() {
+            let bearer = matches!(method, Method::Jwt(_) | Method::Introspect(_));
+            if bearer && !scopes.is_empty() {
                 let scope = format!(
                     "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
                     scopes.join(" ")
@@ -148,7 +161,7 @@ impl Challenges {
             Rejection::Missing => &self.missing,
             Rejection::Invalid => &self.invalid,
             Rejection::InsufficientScope => &self.scope,
-            Rejection::Forbidden => &[],
+            Rejection::Forbidden | Rejection::Unavailable => &[],
         }
     }
 }

@@ -14,13 +14,14 @@ use serde_path_to_error::Segment;
 
 use super::env::{expand_tree, key_text};
 use super::schema::{
-    AccessLogSpec, AdminSpec, Config, ConsumerSpec, IdentitySpec, JwtProviderSpec, ListenerSpec,
-    LoggingSpec, RouteAuthSpec, RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
+    AccessLogSpec, AdminSpec, Config, ConsumerSpec, IdentitySpec, IntrospectionSpec,
+    JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RouteAuthSpec, RouteSpec, ServerSpec,
+    TrustedProxy, UpstreamSpec,
 };
 use super::{index_path, key_path, ConfigError, FILE};
 
 /// The top-level keys, in the order the fix of an unknown key lists them.
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "version",
     "server",
     "listeners",
@@ -33,7 +34,9 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "identity",
     "consumers",
     "jwt_providers",
+    "introspection",
     "auth",
+    "policies",
 ];
 
 /// The parts of a file that deserialized. Listeners and routes keep their index
@@ -59,7 +62,12 @@ pub(crate) struct Draft {
     pub jwt_providers: Vec<(String, JwtProviderSpec)>,
     /// Provider names written in the file, including those that failed.
     pub jwt_provider_names: Vec<String>,
+    pub introspection: Vec<(String, IntrospectionSpec)>,
+    /// Introspection endpoint names written in the file, including those
+    /// that failed.
+    pub introspection_names: Vec<String>,
     pub auth: Option<RouteAuthSpec>,
+    pub policies: Option<PoliciesSpec>,
     pub order: FileOrder,
 }
 
@@ -79,8 +87,10 @@ impl Draft {
             identity: self.identity.unwrap_or_default(),
             consumers: self.consumers.into_iter().map(|(_, c)| c).collect(),
             jwt_providers: self.jwt_providers.into_iter().collect(),
+            introspection: self.introspection.into_iter().collect(),
             auth: self.auth,
             route_auth: self.route_auth,
+            policies: self.policies.unwrap_or_default(),
         }
     }
 }
@@ -148,7 +158,10 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
         consumers: Vec::new(),
         jwt_providers: Vec::new(),
         jwt_provider_names: Vec::new(),
+        introspection: Vec::new(),
+        introspection_names: Vec::new(),
         auth: None,
+        policies: None,
         order,
     };
     let mut version_seen = false;
@@ -174,7 +187,9 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
             "identity" => draft.identity = part(value, "identity", errors),
             "consumers" => read_consumers(value, &mut draft, errors),
             "jwt_providers" => read_jwt_providers(value, &mut draft, errors),
+            "introspection" => read_introspection(value, &mut draft, errors),
             "auth" => draft.auth = part(value, "auth", errors),
+            "policies" => draft.policies = part(value, "policies", errors),
             _ => errors.push(ConfigError::new(
                 key_path("", &key),
                 format!("unknown top-level key `{key}`"),
@@ -285,6 +300,28 @@ fn read_consumers(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>
     for (i, item) in items.into_iter().enumerate() {
         if let Some(consumer) = part(item, &index_path("consumers", i), errors) {
             draft.consumers.push((i, consumer));
+        }
+    }
+}
+
+fn read_introspection(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
+    let Value::Mapping(map) = value else {
+        errors.push(ConfigError::new(
+            "introspection",
+            format!(
+                "expected a map of named endpoints, found {}",
+                describe(&value)
+            ),
+            "write each as `name: {url: ..., client_id: ..., client_secret: ...}`",
+        ));
+        return;
+    };
+    for (key, spec) in map {
+        let name = key_text(&key);
+        let path = key_path("introspection", &name);
+        draft.introspection_names.push(name.clone());
+        if let Some(endpoint) = part(spec, &path, errors) {
+            draft.introspection.push((name, endpoint));
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Config {
     /// JWT issuers whose tokens are accepted, by name.
     #[serde(default)]
     pub jwt_providers: BTreeMap<String, JwtProviderSpec>,
+    /// OAuth2 introspection endpoints for opaque tokens, by name.
+    #[serde(default)]
+    pub introspection: BTreeMap<String, IntrospectionSpec>,
     /// The authentication every route inherits unless it sets its own.
     #[serde(default)]
     pub auth: Option<RouteAuthSpec>,
@@ -55,6 +58,10 @@ pub struct Config {
     /// and benchmarks build directly.
     #[serde(skip)]
     pub route_auth: Vec<Option<RouteAuthSpec>>,
+    /// IP filter, size limits, threat protection and CORS every route
+    /// inherits; see [`PoliciesSpec`] for how a route's own combine with them.
+    #[serde(default)]
+    pub policies: PoliciesSpec,
 }
 
 /// Process-level settings, handed to Pingora's `ServerConf`.
@@ -361,6 +368,9 @@ pub struct RouteSpec {
     /// Host header sent upstream; the client's is passed through when absent.
     #[serde(default)]
     pub upstream_host: Option<String>,
+    /// This route's IP filter, limits, threat protection and CORS.
+    #[serde(default)]
+    pub policies: PoliciesSpec,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -443,7 +453,9 @@ pub struct RewriteSpec {
 }
 
 mod auth;
+mod policy;
 pub use auth::*;
+pub use policy::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -5,6 +5,7 @@
 //! to case: methods are uppercased and hosts lowercased.
 
 mod identity;
+mod policy;
 mod routes;
 mod upstreams;
 
@@ -34,6 +35,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     }
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
     identity::check(draft, &mut errors);
+    policy::check(draft, &mut errors);
     errors
 }
 

@@ -41,6 +41,8 @@ pub struct RequestCtx {
     pub failure: Option<Failure>,
     /// Who the request is, when its route authenticated it.
     pub identity: Option<Identity>,
+    /// Request body bytes passed on so far, for the route's body cap.
+    pub body_seen: u64,
 }
 
 impl RequestCtx {
@@ -62,6 +64,7 @@ impl RequestCtx {
             upstream_latency: None,
             failure: None,
             identity: None,
+            body_seen: 0,
         }
     }
 

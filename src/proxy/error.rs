@@ -28,6 +28,20 @@ pub enum Failure {
     ClientTimeout,
     /// No route matched.
     NoRoute,
+    /// The client address is not let in by an IP filter.
+    IpDenied,
+    /// The request target is longer than the route allows.
+    UriTooLong,
+    /// More header fields, or more header bytes, than the route allows.
+    HeadersTooLarge,
+    /// The body is, or was declared, larger than the route allows; or it is
+    /// too large to inspect where uninspected bodies are refused.
+    BodyTooLarge,
+    /// Threat protection found SQL injection or XSS.
+    Blocked,
+    /// A CORS preflight from an origin, or for a method or header, that the
+    /// route does not allow.
+    CorsDenied,
     /// Authentication or authorisation refused the request (401, 403).
     Auth(Rejection),
     /// The route's pool had no backend able to take the request.
@@ -46,6 +60,10 @@ impl Failure {
             Failure::BadRequest(_) => 400,
             Failure::ClientTimeout => 408,
             Failure::NoRoute => 404,
+            Failure::IpDenied | Failure::Blocked | Failure::CorsDenied => 403,
+            Failure::UriTooLong => 414,
+            Failure::HeadersTooLarge => 431,
+            Failure::BodyTooLarge => 413,
             Failure::Auth(rejection) => rejection.status(),
             Failure::NoHealthyBackend => 503,
             Failure::UpstreamFailed => 502,
@@ -60,6 +78,12 @@ impl Failure {
             Failure::BadRequest(_) => "bad_request",
             Failure::ClientTimeout => "request_timeout",
             Failure::NoRoute => "no_route",
+            Failure::IpDenied => "ip_denied",
+            Failure::UriTooLong => "uri_too_long",
+            Failure::HeadersTooLarge => "headers_too_large",
+            Failure::BodyTooLarge => "body_too_large",
+            Failure::Blocked => "request_blocked",
+            Failure::CorsDenied => "cors_denied",
             Failure::Auth(rejection) => rejection.code(),
             Failure::NoHealthyBackend => "no_healthy_backend",
             Failure::UpstreamFailed => "upstream_failed",
@@ -73,6 +97,12 @@ impl Failure {
             Failure::BadRequest(why) => why,
             Failure::ClientTimeout => "the request was not received in time",
             Failure::NoRoute => "no route matches this request",
+            Failure::IpDenied => "requests from this address are not allowed",
+            Failure::UriTooLong => "the request target is too long",
+            Failure::HeadersTooLarge => "the request has too many or too large header fields",
+            Failure::BodyTooLarge => "the request body is too large",
+            Failure::Blocked => "the request was blocked by threat protection",
+            Failure::CorsDenied => "this cross-origin request is not allowed",
             Failure::Auth(rejection) => rejection.message(),
             Failure::NoHealthyBackend => "no healthy backend is available for this route",
             Failure::UpstreamFailed => "the upstream refused or reset the connection",
@@ -115,25 +145,26 @@ impl Failure {
 /// Writes `failure` to the client as JSON. Does nothing when a response has
 /// already started (the connection is then closed by Pingora).
 pub async fn respond(session: &mut Session, failure: Failure, request_id: &str) {
-    respond_with_challenges(session, failure, request_id, &[]).await;
+    respond_with(session, failure, request_id, &[]).await;
 }
 
-/// Like [`respond`], with a `WWW-Authenticate` line for each challenge.
-pub async fn respond_with_challenges(
+/// Like [`respond`], with `extra` header fields (authentication challenges,
+/// CORS headers) added to the answer.
+pub async fn respond_with(
     session: &mut Session,
     failure: Failure,
     request_id: &str,
-    challenges: &[http::HeaderValue],
+    extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
     if session.response_written().is_some() {
         return;
     }
     let body = Bytes::from(render_json(failure, request_id));
-    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4 + challenges.len())) else {
+    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4 + extra.len())) else {
         return;
     };
-    for challenge in challenges {
-        let _ = header.append_header(http::header::WWW_AUTHENTICATE, challenge.clone());
+    for (name, value) in extra {
+        let _ = header.append_header(name.clone(), value.clone());
     }
     let headers = [
         ("content-type", "application/json"),

@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod error;
 pub mod handover;
 pub mod headers;
+mod protect;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,21 +72,23 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         identify(session, ctx);
-        let mut admitted = check_host(session.req_header())
-            .and_then(|()| normalise(session, ctx))
-            .and_then(|()| route(session, ctx));
-        if admitted.is_ok() {
-            admitted = authenticate(session, ctx).await;
-        }
-        match admitted {
-            Ok(()) => Ok(false),
-            Err(failure) => {
-                ctx.failure = Some(failure);
-                let challenges = challenges(ctx, failure);
-                error::respond_with_challenges(session, failure, &ctx.request_id, challenges).await;
-                Ok(true)
-            }
-        }
+        let failure = match admit(session, ctx).await {
+            Ok(answered) => return Ok(answered),
+            Err(failure) => failure,
+        };
+        ctx.failure = Some(failure);
+        // A refused preflight says nothing a browser could take as consent.
+        let mut extra = match failure {
+            Failure::CorsDenied => Vec::new(),
+            _ => protect::cors_headers(session, ctx),
+        };
+        extra.extend(
+            challenges(ctx, failure)
+                .iter()
+                .map(|c| (http::header::WWW_AUTHENTICATE, c.clone())),
+        );
+        error::respond_with(session, failure, &ctx.request_id, &extra).await;
+        Ok(true)
     }
 
     async fn upstream_peer(
@@ -133,6 +136,12 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
+        if ctx.failure == Some(Failure::BodyTooLarge) {
+            // The body passed the route's cap mid-stream: the client's fault,
+            // answered with 413, and never replayed.
+            e.set_retry(false);
+            return e;
+        }
         // The upstream's read timer restarts with every piece of body passed
         // on, so a read timeout before the client's body is complete means the
         // client stopped sending and the backend was waiting for it: a slow
@@ -175,8 +184,22 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(chunk) = body.as_ref() {
+            ctx.body_seen += chunk.len() as u64;
+            let limits = &ctx.snapshot.policies.for_route(ctx.route).limits;
+            if !limits.body_within(ctx.body_seen) {
+                // Refused before this chunk is passed on: the upstream gets
+                // no byte over the cap.
+                ctx.failure = Some(Failure::BodyTooLarge);
+                return Error::e_explain(
+                    ErrorType::Custom("body_too_large"),
+                    "request body passed the route's max_body_bytes",
+                )
+                .map_err(|e| e.into_down());
+            }
+        }
         // An empty final chunk from an HTTP/2 client would make Pingora write a
         // second chunked terminator to an HTTP/1.1 upstream and poison the
         // pooled connection; ending the body with `None` avoids it.
@@ -232,6 +255,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        for (name, value) in protect::cors_headers(session, ctx) {
+            if name == http::header::VARY {
+                response.append_header(name, value)?;
+            } else {
+                response.insert_header(name, value)?;
+            }
+        }
         close_when_stopping(session);
         Ok(())
     }
@@ -403,7 +433,21 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
         headers: &req.headers,
         query: req.uri.query(),
     };
-    let route = ctx.snapshot.router.find(&view).ok_or(Failure::NoRoute)?;
+    // A CORS preflight is an OPTIONS request for a method the route may not
+    // list; when nothing matches OPTIONS itself, the method it asks about
+    // finds the route whose CORS answers it.
+    let route = ctx
+        .snapshot
+        .router
+        .find(&view)
+        .or_else(|| {
+            let asked = preflight_method(req)?;
+            ctx.snapshot.router.find(&RequestView {
+                method: &asked,
+                ..view
+            })
+        })
+        .ok_or(Failure::NoRoute)?;
     let forward = route.forward_path(&ctx.path);
     if forward != ctx.path {
         ctx.upstream_uri = Some(match req.uri.query() {
@@ -413,6 +457,35 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
     }
     ctx.route = Some(route.index);
     Ok(())
+}
+
+/// The request-side pipeline up to authentication: `Ok(true)` when Portico
+/// answered the request itself (a CORS preflight), `Ok(false)` to go on to
+/// the upstream. Protection runs with the route when one matched and with the
+/// file's policies when none did, so an unrouted request is still screened
+/// before its 404.
+async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Failure> {
+    check_host(session.req_header())?;
+    normalise(session, ctx)?;
+    let routed = route(session, ctx);
+    protect::screen(session, ctx).await?;
+    routed?;
+    if protect::preflight(session, ctx).await? {
+        return Ok(true);
+    }
+    authenticate(session, ctx).await?;
+    Ok(false)
+}
+
+/// The method a CORS preflight asks about, when `req` is one.
+fn preflight_method(req: &RequestHeader) -> Option<http::Method> {
+    if req.method != http::Method::OPTIONS || !req.headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    let asked = req
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    http::Method::from_bytes(asked.as_bytes()).ok()
 }
 
 /// Authenticates and authorises the request when its route asks for it;

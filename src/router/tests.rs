@@ -13,6 +13,7 @@ pub(super) fn spec(id: &str, matches: MatchSpec) -> RouteSpec {
         strip_prefix: false,
         rewrite: None,
         upstream_host: None,
+        policies: Default::default(),
     }
 }
 

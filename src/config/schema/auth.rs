@@ -141,6 +141,40 @@ pub struct JwtProviderSpec {
     pub consumer_claim: String,
 }
 
+/// An OAuth2 token introspection endpoint (RFC 7662) that judges opaque
+/// tokens for the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSpec {
+    /// The endpoint, `http://` (the gateway has no TLS client yet).
+    pub url: String,
+    /// The gateway's own client credentials, sent with HTTP Basic.
+    pub client_id: String,
+    pub client_secret: String,
+    /// How long one introspection call may take; past it the request gets 503.
+    #[serde(default = "default_introspect_timeout")]
+    pub timeout: Dur,
+    /// The longest an active answer is reused; a token's own `exp` ends it
+    /// sooner.
+    #[serde(default = "default_active_ttl")]
+    pub cache_ttl: Dur,
+    /// How long an inactive answer is reused.
+    #[serde(default = "default_inactive_ttl")]
+    pub inactive_ttl: Dur,
+    /// The most answers kept; the least recently used goes first.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+    #[serde(default)]
+    pub token_from: TokenSourceSpec,
+    /// The field of the answer that names the consumer (`client_id` suits
+    /// machine clients).
+    #[serde(default = "default_consumer_claim")]
+    pub consumer_claim: String,
+    /// Answer fields sent upstream, each in the header named here.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
 /// A key of a JWT provider, bound to its algorithms.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,6 +309,18 @@ fn default_jwks_refresh() -> Dur {
 }
 fn default_jwks_timeout() -> Dur {
     Dur(Duration::from_secs(5))
+}
+fn default_introspect_timeout() -> Dur {
+    Dur(Duration::from_secs(3))
+}
+fn default_active_ttl() -> Dur {
+    Dur(Duration::from_secs(300))
+}
+fn default_inactive_ttl() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_cache_entries() -> usize {
+    10_000
 }
 fn default_leeway() -> Dur {
     Dur(Duration::from_secs(30))

@@ -16,15 +16,20 @@ use crate::auth::keys::{self, Material};
 use crate::auth::policy::MethodName;
 use crate::config::load::Draft;
 use crate::config::schema::{
-    AuthPolicySpec, ConsumerSpec, IdentitySpec, JwtKeySpec, JwtProviderSpec, RouteAuthSpec,
+    AuthPolicySpec, ConsumerSpec, IdentitySpec, IntrospectionSpec, JwtKeySpec, JwtProviderSpec,
+    RouteAuthSpec,
 };
 use crate::config::{index_path, key_path, ConfigError};
 
 /// The most clock skew a provider may allow.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
-/// The longest JWK set fetch allowed (a request may wait for one).
+/// The longest JWK set fetch or introspection call allowed (a request may
+/// wait for one).
 const MAX_JWKS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most introspection answers one endpoint may keep.
+const MAX_CACHE_ENTRIES: usize = 10_000_000;
 
 pub(super) fn check(draft: &Draft, errors: &mut Vec<ConfigError>) {
     if let Some(identity) = &draft.identity {
@@ -34,14 +39,20 @@ pub(super) fn check(draft: &Draft, errors: &mut Vec<ConfigError>) {
     for (name, provider) in &draft.jwt_providers {
         check_provider(&key_path("jwt_providers", name), provider, errors);
     }
-    let providers = &draft.jwt_provider_names;
+    for (name, endpoint) in &draft.introspection {
+        check_introspection(&key_path("introspection", name), endpoint, errors);
+    }
+    let names = Names {
+        providers: &draft.jwt_provider_names,
+        endpoints: &draft.introspection_names,
+    };
     if let Some(RouteAuthSpec::Policy(policy)) = &draft.auth {
-        check_policy("auth", policy, providers, errors);
+        check_policy("auth", policy, &names, errors);
     }
     for ((i, _), auth) in draft.routes.iter().zip(&draft.route_auth) {
         if let Some(RouteAuthSpec::Policy(policy)) = auth {
             let path = format!("{}.auth", index_path("routes", *i));
-            check_policy(&path, policy, providers, errors);
+            check_policy(&path, policy, &names, errors);
         }
     }
 }
@@ -337,12 +348,47 @@ fn check_durations(path: &str, spec: &JwtProviderSpec, errors: &mut Vec<ConfigEr
     }
 }
 
-fn check_policy(
-    path: &str,
-    policy: &AuthPolicySpec,
-    providers: &[String],
-    errors: &mut Vec<ConfigError>,
-) {
+/// The JWT providers and introspection endpoints a method may name.
+struct Names<'a> {
+    providers: &'a [String],
+    endpoints: &'a [String],
+}
+
+fn check_introspection(path: &str, spec: &IntrospectionSpec, errors: &mut Vec<ConfigError>) {
+    check_jwks_url(&format!("{path}.url"), &spec.url, errors);
+    if spec.client_id.is_empty() {
+        errors.push(ConfigError::new(
+            format!("{path}.client_id"),
+            "the client id is empty",
+            "set the client id the authorisation server gave the gateway",
+        ));
+    }
+    if spec.timeout.0.is_zero() || spec.timeout.0 > MAX_JWKS_TIMEOUT {
+        errors.push(ConfigError::new(
+            format!("{path}.timeout"),
+            "the call timeout must be more than 0s and at most 30s",
+            "set timeout to a few seconds (the default is 3s)",
+        ));
+    }
+    if spec.cache_entries == 0 || spec.cache_entries > MAX_CACHE_ENTRIES {
+        errors.push(ConfigError::new(
+            format!("{path}.cache_entries"),
+            format!("{} is outside 1 to {MAX_CACHE_ENTRIES}", spec.cache_entries),
+            "set the number of answers to keep (the default is 10000)",
+        ));
+    }
+    header(
+        format!("{path}.token_from.header"),
+        &spec.token_from.header,
+        errors,
+    );
+    for (claim, name) in &spec.forward_claims {
+        header(format!("{path}.forward_claims.{claim}"), name, errors);
+    }
+}
+
+fn check_policy(path: &str, policy: &AuthPolicySpec, names: &Names, errors: &mut Vec<ConfigError>) {
+    let providers = names.providers;
     if policy.methods.is_empty() {
         errors.push(ConfigError::new(
             format!("{path}.methods"),
@@ -379,14 +425,21 @@ fn check_policy(
                     fix,
                 ));
             }
+            Ok(MethodName::Introspect(name)) if !names.endpoints.contains(&name) => {
+                errors.push(ConfigError::new(
+                    at,
+                    format!("no introspection endpoint named {name:?}"),
+                    format!("define {}", key_path("introspection", &name)),
+                ));
+            }
             Ok(method) => {
-                has_jwt |= matches!(method, MethodName::Jwt(_));
+                has_jwt |= matches!(method, MethodName::Jwt(_) | MethodName::Introspect(_));
                 seen.push(method);
             }
             Err(e) => errors.push(ConfigError::new(
                 at,
                 e,
-                "use api_key, basic or jwt:<provider>",
+                "use api_key, basic, jwt:<provider> or introspect:<endpoint>",
             )),
         }
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod introspect;
 pub mod jwks;
 pub mod raw;
 pub mod upstream;

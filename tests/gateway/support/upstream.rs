@@ -51,6 +51,8 @@ pub struct State {
     pub paths: Mutex<Vec<String>>,
     /// Headers of the last request received.
     pub last_headers: Mutex<http::HeaderMap>,
+    /// Body bytes `/upload` has read, over all requests, as they arrive.
+    pub upload_bytes: AtomicU64,
 }
 
 /// A running upstream; stops when dropped or on `stop()`.
@@ -80,6 +82,7 @@ impl Upstream {
             delay_ms: AtomicU64::new(0),
             paths: Mutex::new(Vec::new()),
             last_headers: Mutex::new(http::HeaderMap::new()),
+            upload_bytes: AtomicU64::new(0),
         });
         let addr = listener.local_addr().unwrap();
         let mut tasks = JoinSet::new();
@@ -241,6 +244,7 @@ async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>
             while let Some(Ok(frame)) = body.frame().await {
                 if let Some(d) = frame.data_ref() {
                     total += d.len() as u64;
+                    st.upload_bytes.fetch_add(d.len() as u64, Ordering::SeqCst);
                 }
             }
             full(200, &name, total.to_string())
