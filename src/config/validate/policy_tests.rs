@@ -80,6 +80,6 @@ fn unknown_policy_keys_and_modes_are_refused() {
     only_error(
         &with_section("policies: {threat_protection: {mode: alert}}"),
         "policies.threat_protection.mode",
-        "unknown variant `alert`",
+        "unknown value `alert`",
     );
 }
