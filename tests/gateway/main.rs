@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attacks;
 mod auth;
 mod balancing;
 mod cli;
