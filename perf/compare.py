@@ -74,12 +74,17 @@ SCENARIOS = [
     Scenario("g", "Portico's policies on against Portico plain", "wrk", "/1k", BODY_1K, [64],
              [16], "As (a), Portico with one policy at a time: the access log written to a "
              "file; an API key checked on every request (SHA-256 of the key, looked up among "
-             "the consumers' hashes); a JWT checked on every request (HS256, `iss` and `exp`).",
+             "the consumers' hashes); a JWT checked on every request (HS256, `iss` and `exp`); "
+             "the whole security pipeline (IP allow list, size limits, SQL-injection and XSS "
+             "checks of path, query and two headers, CORS headers for an allowed Origin, "
+             "and the JWT).",
              rows=[("direct", "direct", PLAIN),
                    ("portico (no policy)", "portico", PLAIN),
                    ("portico (access_log to a file)", "portico", Variant(access_log=True)),
                    ("portico (API key)", "portico", Variant(auth="api_key")),
-                   ("portico (JWT, HS256)", "portico", Variant(auth="jwt"))]),
+                   ("portico (JWT, HS256)", "portico", Variant(auth="jwt")),
+                   ("portico (security pipeline + JWT)", "portico",
+                    Variant(auth="jwt", protection=True))]),
 ]
 
 

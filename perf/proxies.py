@@ -57,14 +57,16 @@ class Variant:
     routes: int = 0             # size of the generated route table, 0 = one catch-all
     access_log: bool = False    # Portico's access log to a file
     auth: str = ""              # Portico's route policy: "", "api_key" or "jwt"
+    protection: bool = False    # Portico's IP filter, limits, threat checks and CORS
 
     def headers(self):
         """What the client sends for this variant's credentials."""
         if self.auth == "api_key":
             return (f"x-api-key: {BENCH_API_KEY}",)
+        extra = ("origin: https://app.example.com",) if self.protection else ()
         if self.auth == "jwt":
-            return (f"authorization: Bearer {bench_jwt()}",)
-        return ()
+            return (f"authorization: Bearer {bench_jwt()}",) + extra
+        return extra
 
 
 # Credentials of the policy rows of (g). The key's hash goes in the config,
@@ -105,6 +107,18 @@ jwt_providers:
 """
     method = "api_key" if variant.auth == "api_key" else '"jwt:perf"'
     return identity, f"    auth: {{methods: [{method}]}}\n"
+
+
+# Every protection step on, each doing its work on every request: the client
+# (127.0.0.1) is looked up in an allow list, the head measured, the path,
+# query and two headers run through the SQL-injection and XSS checks, and the
+# Origin matched for the CORS response headers.
+PROTECTION = """policies:
+  ip_filter: {allow: [127.0.0.0/8, 10.0.0.0/8, "2001:db8::/32"], deny: [192.0.2.0/24]}
+  limits: {max_uri_bytes: 4KiB, max_headers: 50, max_body_bytes: 1MiB}
+  threat_protection: {headers: [user-agent, referer]}
+  cors: {origins: ["https://*.example.com"], credentials: true, max_age: 600}
+"""
 
 
 @dataclass
@@ -288,6 +302,8 @@ def start_portico(env, variant):
         routes = "  - id: all\n    match: {path: {prefix: /}}\n    upstream: up\n"
     identity, policy = _portico_auth(variant)
     routes += policy
+    if variant.protection:
+        identity += PROTECTION
     server_extra = "".join(f"  {line}\n" for line in env.portico_server)
     conf = f"""version: 1
 server:

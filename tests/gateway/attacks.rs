@@ -23,7 +23,12 @@ fn now() -> u64 {
 fn token(secret: &str, kid: &str, claims: serde_json::Value) -> String {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid.to_owned());
-    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn gateway(up: &Upstream) -> Gateway {
@@ -72,7 +77,10 @@ async fn not_yet_valid_wrong_audience_and_unknown_kid_tokens_are_401() {
     let up = Upstream::start("a").await;
     let gw = gateway(&up);
     let good = json!({"sub": "u", "aud": "shop", "exp": now() + 600, "scope": "orders:read"});
-    assert_eq!(status(&gw, "/orders/1", &token(CORP, "c1", good.clone())).await, 200);
+    assert_eq!(
+        status(&gw, "/orders/1", &token(CORP, "c1", good.clone())).await,
+        200
+    );
     let mut early = good.clone();
     early["nbf"] = json!(now() + 3600);
     let mut elsewhere = good.clone();
@@ -102,10 +110,22 @@ async fn a_token_replayed_on_a_route_it_was_not_issued_for_is_refused() {
         json!({"sub": "p", "aud": "partners", "exp": now() + 600, "scope": "admin orders:read"}),
     );
     assert_eq!(status(&gw, "/orders/1", &reader).await, 200);
-    assert_eq!(status(&gw, "/admin/users", &reader).await, 403, "scope of another route");
-    assert_eq!(status(&gw, "/partner/x", &reader).await, 401, "another provider's route");
+    assert_eq!(
+        status(&gw, "/admin/users", &reader).await,
+        403,
+        "scope of another route"
+    );
+    assert_eq!(
+        status(&gw, "/partner/x", &reader).await,
+        401,
+        "another provider's route"
+    );
     assert_eq!(status(&gw, "/partner/x", &partner).await, 200);
-    assert_eq!(status(&gw, "/orders/1", &partner).await, 401, "another issuer's token");
+    assert_eq!(
+        status(&gw, "/orders/1", &partner).await,
+        401,
+        "another issuer's token"
+    );
     assert_eq!(up.hits(), 2);
 }
 
