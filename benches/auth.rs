@@ -116,7 +116,7 @@ fn jwt_verification(c: &mut Criterion) {
         let policy = auth.policy(0).expect("policy");
         group.bench_function(format!("{:?}", signer.alg), |b| {
             b.iter(|| {
-                let admitted = runtime.block_on(auth.admit(policy, black_box(&req)));
+                let admitted = runtime.block_on(auth.admit(policy, black_box(&req), None));
                 assert!(matches!(admitted, Ok(Some(_))));
             })
         });
@@ -143,13 +143,13 @@ fn api_key_lookup(c: &mut Criterion) {
         let miss = request("x-api-key", "no-such-key");
         group.bench_function(format!("hit_{consumers}"), |b| {
             b.iter(|| {
-                let admitted = runtime.block_on(auth.admit(policy, black_box(&hit)));
+                let admitted = runtime.block_on(auth.admit(policy, black_box(&hit), None));
                 assert!(matches!(admitted, Ok(Some(_))));
             })
         });
         group.bench_function(format!("miss_{consumers}"), |b| {
             b.iter(|| {
-                let refused = runtime.block_on(auth.admit(policy, black_box(&miss)));
+                let refused = runtime.block_on(auth.admit(policy, black_box(&miss), None));
                 assert!(refused.is_err());
             })
         });

@@ -42,6 +42,7 @@ fn pool(balance: Balance, backends: usize) -> Pool {
             ejection_time: Dur(Duration::from_secs(10)),
         },
         retries: 2,
+        tls: None,
     };
     Pool::new("bench", &spec, &resolved)
 }

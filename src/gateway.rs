@@ -15,6 +15,8 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::policy::Policies;
 use crate::router::Router;
+use crate::tls::upstream::UpstreamTls;
+use crate::tls::Listeners;
 use crate::upstream::resolve::Resolved;
 use crate::upstream::Pool;
 
@@ -34,20 +36,36 @@ pub struct Snapshot {
     pub auth: Auth,
     /// IP filters, size limits, threat protection and CORS, per route.
     pub policies: Policies,
+    /// Each listener's TLS, HSTS and HTTPS redirect.
+    pub listeners: Listeners,
 }
 
 impl Snapshot {
     /// Compiles a validated config. Backend names must already be resolved.
     /// Errors are written like config errors, with the key path first.
     pub fn build(config: Config, resolved: &Resolved) -> Result<Snapshot, Vec<String>> {
-        let pools: BTreeMap<String, Arc<Pool>> = config
-            .upstreams
-            .iter()
-            .map(|(name, spec)| (name.clone(), Arc::new(Pool::new(name, spec, resolved))))
-            .collect();
+        let mut errors = Vec::new();
+        let mut pools: BTreeMap<String, Arc<Pool>> = BTreeMap::new();
+        for (name, spec) in &config.upstreams {
+            let tls = match &spec.tls {
+                Some(tls) => match UpstreamTls::build(&format!("upstreams.{name}.tls"), tls) {
+                    Ok(tls) => Some(Arc::new(tls)),
+                    Err(problems) => {
+                        errors.extend(problems);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let pool = Pool::new(name, spec, resolved).with_tls(tls);
+            pools.insert(name.clone(), Arc::new(pool));
+        }
+        let listeners = Listeners::build(&config.listeners);
+        if let Err(problems) = &listeners {
+            errors.extend(problems.iter().cloned());
+        }
         let router = Router::new(&config.routes).map_err(|e| vec![format!("routes: {e}")])?;
         let mut route_pools = Vec::with_capacity(router.len());
-        let mut errors = Vec::new();
         for route in router.routes() {
             match pools.get(&*route.upstream) {
                 Some(p) => route_pools.push(Arc::clone(p)),
@@ -65,12 +83,15 @@ impl Snapshot {
         if let Err(problems) = &policies {
             errors.extend(problems.iter().cloned());
         }
-        let (auth, policies) = match (auth, policies) {
-            (Ok(auth), Ok(policies)) if errors.is_empty() => (auth, policies),
+        let (auth, policies, listeners) = match (auth, policies, listeners) {
+            (Ok(auth), Ok(policies), Ok(listeners)) if errors.is_empty() => {
+                (auth, policies, listeners)
+            }
             _ => return Err(errors),
         };
         Ok(Snapshot {
             config,
+            listeners,
             router,
             pools,
             route_pools,

@@ -12,6 +12,7 @@
 //!   route's authorisation;
 //! - [`policy`]: IP filters, size limits, threat protection and CORS;
 //! - [`upstream`]: pools, backend selection, active and passive health;
+//! - [`tls`]: listener certificates by SNI, client certificates, upstream TLS;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation and the error responder;
 //! - [`observe`]: metrics and the access log;
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`);
@@ -28,4 +29,5 @@ pub mod policy;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -24,8 +24,13 @@ use crate::gateway::{SharedSnapshot, Snapshot};
 use crate::observe::logging;
 use crate::proxy::handover::HandoverWatch;
 use crate::proxy::{Gateway, SERVICE_NAME};
+use crate::tls::proxy_protocol::ProxyProtocol;
 use crate::upstream::health::HealthChecker;
 use crate::upstream::resolve::resolve_all;
+
+/// How long a connection on a `proxy_protocol` listener may take to send
+/// its PROXY header; a balancer sends it with the connection's first bytes.
+const PROXY_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pingora's process flags, as given on Portico's command line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -170,16 +175,22 @@ fn plaintext_buffers() -> L4BufferSettings {
 fn add_services(server: &mut Server, shared: &SharedSnapshot) {
     let snapshot = shared.load();
     let cfg = &snapshot.config;
-    // HTTP/2 prior knowledge is a per-service option in Pingora, so listeners
-    // with and without it get a service each.
+    // HTTP/2 prior knowledge is a per-service option in Pingora, so cleartext
+    // listeners with and without it get a service each. TLS listeners join
+    // the service without it: Pingora ignores the option on TLS, where ALPN
+    // chooses the protocol.
     for h2c in [true, false] {
-        let addrs: Vec<&str> = cfg
-            .listeners
-            .iter()
-            .filter(|l| l.h2c == h2c)
-            .map(|l| l.address.as_str())
+        let indexes: Vec<usize> = (0..cfg.listeners.len())
+            .filter(|&i| {
+                let l = &cfg.listeners[i];
+                if l.tls.is_some() {
+                    !h2c
+                } else {
+                    l.h2c == h2c
+                }
+            })
             .collect();
-        if addrs.is_empty() {
+        if indexes.is_empty() {
             continue;
         }
         let mut options = HttpServerOptions::default();
@@ -194,8 +205,31 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
                 .name(SERVICE_NAME)
                 .server_options(options)
                 .build();
-        for addr in addrs {
-            proxy.add_listener(ListenerConfig::tcp(addr).l4_buffer(plaintext_buffers()));
+        let proxied: Vec<SocketAddr> = indexes
+            .iter()
+            .filter(|&&i| cfg.listeners[i].proxy_protocol)
+            .filter_map(|&i| cfg.listeners[i].address.parse().ok())
+            .collect();
+        for i in indexes {
+            let addr = cfg.listeners[i].address.as_str();
+            let tls = snapshot.listeners.get(i).and_then(|l| l.tls.as_ref());
+            let endpoint = match tls {
+                // TLS records are read through Pingora's buffer.
+                Some(tls) => ListenerConfig::tcp(addr).tls(tls.settings()),
+                None => ListenerConfig::tcp(addr).l4_buffer(plaintext_buffers()),
+            };
+            proxy.add_listener(endpoint);
+        }
+        if !proxied.is_empty() {
+            // Pingora runs the hook on every TLS listener of the service; it
+            // reads a header only on those in `proxied`.
+            proxy
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(ProxyProtocol {
+                    listeners: proxied,
+                    snapshot: shared.clone(),
+                    timeout: PROXY_HEADER_TIMEOUT,
+                }));
         }
         server.add_service(proxy);
     }

@@ -39,6 +39,7 @@ impl Auth {
         let mut by_id = HashMap::new();
         let mut api_keys = KeyIndex::default();
         let mut basic = BasicIndex::default();
+        let mut cert_names = HashMap::new();
         for (i, spec) in config.consumers.iter().enumerate() {
             let consumer = match Consumer::new(&spec.id, spec.tier.as_deref(), &spec.groups) {
                 Ok(c) => c,
@@ -56,6 +57,9 @@ impl Auth {
             }
             if let Some(b) = &spec.credentials.basic {
                 basic.insert(&b.username, index, &b.password_hash);
+            }
+            for name in &spec.credentials.certificate_names {
+                cert_names.entry(name.clone()).or_insert(index);
             }
             by_id.insert(spec.id.clone(), index);
             consumers.push(Arc::new(consumer));
@@ -106,6 +110,7 @@ impl Auth {
             api_keys,
             key_source,
             basic,
+            cert_names,
             providers,
             introspectors,
             policies,
@@ -313,6 +318,7 @@ fn policy(
         let method = match MethodName::parse(text) {
             Ok(MethodName::ApiKey) => Method::ApiKey,
             Ok(MethodName::Basic) => Method::Basic,
+            Ok(MethodName::ClientCert) => Method::ClientCert,
             Ok(MethodName::Jwt(name)) => match index.providers.get(&name) {
                 Some(&at) => Method::Jwt(at),
                 None => {
@@ -343,6 +349,8 @@ fn policy(
                 strip_query.clone_from(&config.identity.api_key.query);
             }
             Method::Basic => strip(&http::header::AUTHORIZATION),
+            // Nothing of it travels in the request.
+            Method::ClientCert => {}
             Method::Jwt(at) => {
                 strip(&providers[at].source.header);
                 if let Some(cookie) = &providers[at].source.cookie {

@@ -272,7 +272,7 @@ async fn forwarded_claims_become_upstream_headers() {
     let value = format!("Bearer {token}");
     let req = request("/", &[("authorization", &value), ("x-tenant", "spoofed")]);
     let policy = auth.policy(0).unwrap();
-    let identity = auth.admit(policy, &req).await.unwrap();
+    let identity = auth.admit(policy, &req, None).await.unwrap();
     let mut upstream = req.clone();
     forward::apply(&auth, Some(policy), identity.as_ref(), &mut upstream).unwrap();
     assert_eq!(upstream.headers["x-tenant"], "acme");

@@ -28,6 +28,8 @@ use pingora::http::RequestHeader;
 use tracing::debug;
 
 pub use consumer::Consumer;
+
+use crate::tls::ClientCert;
 pub use policy::{Method, Rejection, RoutePolicy};
 
 /// The authentication of one snapshot, compiled.
@@ -37,6 +39,8 @@ pub struct Auth {
     api_keys: api_key::KeyIndex,
     key_source: api_key::KeySource,
     basic: basic::BasicIndex,
+    /// Client certificate names, to the consumer's index.
+    cert_names: HashMap<String, usize>,
     providers: Vec<jwt::Provider>,
     introspectors: Vec<introspect::Introspector>,
     /// By route index; `None` for routes without authentication.
@@ -100,10 +104,15 @@ impl Auth {
         &self,
         policy: &RoutePolicy,
         req: &RequestHeader,
+        cert: Option<&ClientCert>,
     ) -> Result<Option<Identity>, Rejection> {
         let mut presented = false;
         for method in &policy.methods {
-            match self.try_method(*method, req).await {
+            let found = match method {
+                Method::ClientCert => self.try_client_cert(cert),
+                _ => self.try_method(*method, req).await,
+            };
+            match found {
                 Found::Nothing => {}
                 Found::Invalid => presented = true,
                 Found::Unavailable => return Err(Rejection::Unavailable),
@@ -122,6 +131,7 @@ impl Auth {
 
     async fn try_method(&self, method: Method, req: &RequestHeader) -> Found {
         match method {
+            Method::ClientCert => Found::Nothing,
             Method::ApiKey => self.try_api_key(req),
             Method::Basic => self.try_basic(req).await,
             Method::Jwt(index) => match self.providers.get(index) {
@@ -172,6 +182,22 @@ impl Auth {
         match self.by_id.get(id) {
             Some(&index) => self.consumers.get(index).cloned(),
             None => Consumer::new(id, None, &[]).ok().map(Arc::new),
+        }
+    }
+
+    /// A certificate the listener verified names a consumer by its common
+    /// name or one of its alternative names; a verified certificate that
+    /// names none is an invalid credential.
+    fn try_client_cert(&self, cert: Option<&ClientCert>) -> Found {
+        let Some(cert) = cert else {
+            return Found::Nothing;
+        };
+        match cert.names().find_map(|name| self.cert_names.get(name)) {
+            Some(&index) => self.admitted(index),
+            None => {
+                debug!(subject = %cert.subject, "client certificate names no consumer");
+                Found::Invalid
+            }
         }
     }
 

@@ -11,18 +11,21 @@ use super::Identity;
 pub enum Method {
     ApiKey,
     Basic,
+    /// The verified client certificate of a mutual-TLS listener.
+    ClientCert,
     /// The provider at this index of the snapshot's providers.
     Jwt(usize),
     /// The introspection endpoint at this index of the snapshot's endpoints.
     Introspect(usize),
 }
 
-/// A method as written: `api_key`, `basic`, `jwt:<provider>` or
-/// `introspect:<endpoint>`.
+/// A method as written: `api_key`, `basic`, `client_cert`, `jwt:<provider>`
+/// or `introspect:<endpoint>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MethodName {
     ApiKey,
     Basic,
+    ClientCert,
     Jwt(String),
     Introspect(String),
 }
@@ -32,6 +35,7 @@ impl MethodName {
         match text {
             "api_key" => Ok(MethodName::ApiKey),
             "basic" => Ok(MethodName::Basic),
+            "client_cert" => Ok(MethodName::ClientCert),
             _ => match text.split_once(':') {
                 Some(("jwt", name)) if !name.is_empty() => Ok(MethodName::Jwt(name.to_owned())),
                 Some(("introspect", name)) if !name.is_empty() => {
@@ -140,6 +144,9 @@ impl Challenges {
                     let key = format!("ApiKey realm=\"{realm}\"");
                     (key.clone(), key)
                 }
+                // A certificate is asked for in the TLS handshake; HTTP has
+                // no challenge scheme for it (RFC 8705 uses none).
+                Method::ClientCert => continue,
             };
             push(&mut c.missing, missing);
             push(&mut c.invalid, invalid);

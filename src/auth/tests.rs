@@ -35,7 +35,7 @@ pub(super) fn request(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
 /// The outcome of route `r` for `req`: the consumer id, or the refusal.
 pub(super) async fn outcome(auth: &Auth, req: &RequestHeader) -> Result<String, Rejection> {
     let policy = auth.policy(0).expect("route r has a policy");
-    auth.admit(policy, req)
+    auth.admit(policy, req, None)
         .await
         .map(|i| i.map_or("-".to_owned(), |i| i.consumer.id.clone()))
 }
@@ -173,7 +173,7 @@ async fn spoofed_identity_headers_and_the_credential_never_go_upstream() {
             ("x-consumer-tier", "root"),
         ],
     );
-    let identity = auth.admit(policy, &req).await.unwrap();
+    let identity = auth.admit(policy, &req, None).await.unwrap();
     let mut upstream = req.clone();
     forward::apply(&auth, Some(policy), identity.as_ref(), &mut upstream).unwrap();
     assert_eq!(upstream.headers["x-consumer-id"], "mobile");

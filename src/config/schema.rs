@@ -114,9 +114,104 @@ impl Default for ServerSpec {
 pub struct ListenerSpec {
     /// `ip:port`, e.g. `0.0.0.0:8080` or `[::]:8080`.
     pub address: String,
-    /// Accept cleartext HTTP/2 with prior knowledge beside HTTP/1.1.
+    /// Accept cleartext HTTP/2 with prior knowledge beside HTTP/1.1. A TLS
+    /// listener ignores it: ALPN offers `h2` and `http/1.1` there.
     #[serde(default = "yes")]
     pub h2c: bool,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsSpec>,
+    /// Answer every request on this (cleartext) listener with a permanent
+    /// redirect to the same host and target over HTTPS.
+    #[serde(default)]
+    pub https_redirect: Option<HttpsRedirectSpec>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2),
+    /// believed when the connecting peer is in `trusted_proxies`. TLS
+    /// listeners only.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+/// The TLS of a listener: TLS 1.2 and 1.3 only, ALPN `h2` then `http/1.1`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSpec {
+    /// Certificates chosen by the client's SNI; the first is the default for
+    /// a client that sends no name or one that no certificate covers.
+    pub certificates: Vec<CertificateSpec>,
+    /// Ask clients for a certificate signed by these CAs (mutual TLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthSpec>,
+    /// Send `Strict-Transport-Security` on every response of this listener.
+    #[serde(default)]
+    pub hsts: Option<HstsSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// PEM file: the certificate, then its intermediates.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Server names this certificate answers (`api.example.com`,
+    /// `*.example.com`); by default the DNS names the certificate lists.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// PEM file of the CA certificates client certificates must chain to.
+    pub ca: String,
+    /// Refuse the handshake of a client without a certificate; with `false`
+    /// one is verified when sent and clients without one are let in.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsSpec {
+    #[serde(default = "one_year")]
+    pub max_age: Dur,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsRedirectSpec {
+    /// The HTTPS port clients are sent to; left out of the URL when 443.
+    #[serde(default = "https_port")]
+    pub port: u16,
+}
+
+/// TLS to the backends of a pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// The name sent as SNI and checked against the certificate; by default
+    /// the host part of each backend's address.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the backend's certificate chain.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// Verify that the certificate names the SNI host.
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+    /// PEM file of the CAs to trust instead of the system's.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// PEM files of a client certificate and its key, for backends that ask.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +282,9 @@ pub struct UpstreamSpec {
     /// Extra tries on another backend after a failed one (see the README's retry rules).
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Speak TLS to the backends.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -522,6 +620,12 @@ impl<'de> Deserialize<'de> for TrustedProxy {
 
 fn yes() -> bool {
     true
+}
+fn one_year() -> Dur {
+    Dur(Duration::from_secs(365 * 24 * 3600))
+}
+fn https_port() -> u16 {
+    443
 }
 fn one() -> u32 {
     1

@@ -218,7 +218,7 @@ impl Pattern {
             Pattern::Subdomains { scheme, suffix } => origin
                 .strip_prefix(scheme.as_str())
                 .and_then(|rest| rest.strip_suffix(suffix.as_str()))
-                .is_some_and(|label| valid_labels(label)),
+                .is_some_and(valid_labels),
         }
     }
 }

@@ -43,6 +43,11 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// Request body bytes passed on so far, for the route's body cap.
     pub body_seen: u64,
+    /// The `Strict-Transport-Security` value of the TLS listener the request
+    /// came through, when it sends one.
+    pub hsts: Option<http::HeaderValue>,
+    /// The HTTPS port of the listener's `https_redirect`.
+    pub redirect_port: Option<u16>,
 }
 
 impl RequestCtx {
@@ -65,6 +70,8 @@ impl RequestCtx {
             failure: None,
             identity: None,
             body_seen: 0,
+            hsts: None,
+            redirect_port: None,
         }
     }
 

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
+
+use crate::tls::ClientCert;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{error, warn};
 
@@ -87,6 +89,7 @@ impl ProxyHttp for Gateway {
                 .iter()
                 .map(|c| (http::header::WWW_AUTHENTICATE, c.clone())),
         );
+        extra.extend(hsts_field(ctx));
         error::respond_with(session, failure, &ctx.request_id, &extra).await;
         Ok(true)
     }
@@ -255,6 +258,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(hsts) = &ctx.hsts {
+            response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         for (name, value) in protect::cors_headers(session, ctx) {
             if name == http::header::VARY {
                 response.append_header(name, value)?;
@@ -297,7 +303,7 @@ impl ProxyHttp for Gateway {
         // The connection is closed after this answer; saying so keeps a client
         // from sending its next request on it while it closes.
         session.set_keepalive(None);
-        error::respond(session, failure, &ctx.request_id).await;
+        error::respond_with(session, failure, &ctx.request_id, &hsts_field(ctx)).await;
         FailToProxy {
             error_code: failure.status(),
             can_reuse_downstream: false,
@@ -341,6 +347,15 @@ fn identify(session: &Session, ctx: &mut RequestCtx) {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     ctx.host = normalize_host(raw_host).into_owned();
+    let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+    if let Some(listener) = ctx.snapshot.listeners.with_rules(local) {
+        ctx.redirect_port = listener.redirect_port;
+        // Only over TLS: a cleartext answer carrying it is ignored by
+        // browsers and would only mislead (RFC 6797 section 7.2).
+        if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            ctx.hsts = listener.tls.as_ref().and_then(|t| t.hsts.clone());
+        }
+    }
 }
 
 /// Refuses a request whose host cannot be routed on: an HTTP/1.1 request
@@ -466,6 +481,10 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
 /// before its 404.
 async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Failure> {
     check_host(session.req_header())?;
+    if let Some(port) = ctx.redirect_port {
+        redirect_to_https(session, ctx, port).await?;
+        return Ok(true);
+    }
     normalise(session, ctx)?;
     let routed = route(session, ctx);
     protect::screen(session, ctx).await?;
@@ -475,6 +494,53 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Fail
     }
     authenticate(session, ctx).await?;
     Ok(false)
+}
+
+/// Sends the client to the same host and target over HTTPS: 301 for GET and
+/// HEAD, 308 for other methods so that they are repeated with their body.
+async fn redirect_to_https(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    port: u16,
+) -> Result<(), Failure> {
+    let req = session.req_header();
+    if ctx.host.is_empty() {
+        return Err(Failure::BadRequest("missing Host header"));
+    }
+    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{}{target}", ctx.host)
+    } else {
+        format!("https://{}:{port}{target}", ctx.host)
+    };
+    let location = http::HeaderValue::from_str(&location)
+        .map_err(|_| Failure::BadRequest("request target cannot be redirected"))?;
+    let status = if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        301
+    } else {
+        308
+    };
+    let mut header = ResponseHeader::build(status, Some(4)).map_err(|_| Failure::Internal)?;
+    let fields = [
+        (http::header::LOCATION, location),
+        (
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("0"),
+        ),
+        (
+            http::HeaderName::from_static("x-request-id"),
+            http::HeaderValue::from_str(&ctx.request_id).map_err(|_| Failure::Internal)?,
+        ),
+    ];
+    for (name, value) in fields {
+        header
+            .insert_header(name, value)
+            .map_err(|_| Failure::Internal)?;
+    }
+    ctx.failure = None;
+    // A write error means the client has gone; nothing is left to answer.
+    let _ = session.write_response_header(Box::new(header), true).await;
+    Ok(())
 }
 
 /// The method a CORS preflight asks about, when `req` is one.
@@ -502,15 +568,35 @@ async fn authenticate(session: &mut Session, ctx: &mut RequestCtx) -> Result<(),
         return Ok(());
     };
     let req: &RequestHeader = session.req_header();
+    let cert = client_cert(session);
     ctx.identity = snapshot
         .auth
-        .admit(policy, req)
+        .admit(policy, req, cert)
         .await
         .map_err(Failure::Auth)?;
     if let Some(uri) = auth::forward::uri_without_key(policy, req, ctx.upstream_uri.as_deref()) {
         ctx.upstream_uri = Some(uri);
     }
     Ok(())
+}
+
+/// The HSTS field of the request's listener, for answers Portico writes.
+fn hsts_field(ctx: &RequestCtx) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    ctx.hsts
+        .iter()
+        .map(|v| (http::header::STRICT_TRANSPORT_SECURITY, v.clone()))
+        .collect()
+}
+
+/// The names of the client certificate a mutual-TLS listener verified for
+/// this connection.
+fn client_cert(session: &Session) -> Option<&ClientCert> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<ClientCert>()
 }
 
 /// The `WWW-Authenticate` challenges that go with an authentication refusal.
@@ -546,13 +632,7 @@ fn select_backend(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPee
     ctx.tried.push(idx);
     ctx.backend = Some(idx);
     ctx.inflight = Some(pool.acquire(idx));
-    let t = &pool.timeouts;
-    let mut peer = HttpPeer::new(pool.backends()[idx].addr, false, String::new());
-    peer.options.connection_timeout = Some(t.connect);
-    peer.options.read_timeout = Some(t.read);
-    peer.options.write_timeout = Some(t.write);
-    peer.options.idle_timeout = Some(t.idle.unwrap_or(Duration::ZERO));
-    Ok(Box::new(peer))
+    Ok(Box::new(pool.peer(idx)))
 }
 
 /// Rewritten path, host, forwarding headers and request id on the upstream

@@ -16,9 +16,10 @@ use pingora::services::background::BackgroundService;
 use pingora::{Error, ErrorType};
 use tracing::debug;
 
-use super::Pool;
+use super::{Backend, Pool};
 use crate::config::schema::{HealthCheckKind, HealthCheckSpec};
 use crate::gateway::SharedSnapshot;
+use crate::tls::upstream::UpstreamTls;
 
 /// The background service that owns every pool's checker.
 pub struct HealthChecker {
@@ -48,7 +49,7 @@ async fn check_pool_forever(pool: Arc<Pool>, spec: HealthCheckSpec) {
     let probes: Vec<Option<Box<dyn HealthCheck + Send + Sync>>> = pool
         .backends()
         .iter()
-        .map(|b| build_probe(&spec, &b.label))
+        .map(|b| build_probe(&spec, b, pool.tls.as_deref()))
         .collect();
     let mut ticker = tokio::time::interval(spec.interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -98,20 +99,36 @@ async fn check_pool_once(
 
 /// Builds the probe for one backend; `None` when the spec cannot make a valid
 /// request (validation rules that out).
+/// Over TLS when the pool speaks it, with the pool's SNI, verification, CA
+/// and client certificate: a backend whose certificate the proxy would
+/// refuse is not healthy.
 fn build_probe(
     spec: &HealthCheckSpec,
-    backend: &str,
+    backend: &Backend,
+    tls: Option<&UpstreamTls>,
 ) -> Option<Box<dyn HealthCheck + Send + Sync>> {
     let timeout = Some(spec.timeout.0);
+    let sni = tls.map(|t| t.sni.as_deref().unwrap_or(&backend.host));
     match spec.kind {
         HealthCheckKind::Tcp => {
-            let mut probe = TcpHealthCheck::new();
+            let mut probe = match (sni, tls) {
+                (Some(sni), Some(tls)) => {
+                    let mut probe = TcpHealthCheck::new_tls(sni);
+                    tls.apply_options(&mut probe.peer_template.options);
+                    probe
+                }
+                _ => TcpHealthCheck::new(),
+            };
             probe.peer_template.options.connection_timeout = timeout;
             Some(probe)
         }
         HealthCheckKind::Http => {
-            let host = spec.host.as_deref().unwrap_or(backend);
-            let mut probe = HttpHealthCheck::new(host, false);
+            let host = spec.host.as_deref().unwrap_or(&backend.label);
+            let mut probe = HttpHealthCheck::new(host, tls.is_some());
+            if let (Some(sni), Some(tls)) = (sni, tls) {
+                probe.peer_template.sni = sni.to_owned();
+                tls.apply(&mut probe.peer_template);
+            }
             probe.req.set_uri(spec.path.parse().ok()?);
             probe.peer_template.options.connection_timeout = timeout;
             probe.peer_template.options.read_timeout = timeout;

@@ -6,12 +6,23 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use pingora::upstreams::peer::HttpPeer;
 use pingora_ketama::{Bucket, Continuum};
 use tracing::{info, warn};
 
 use super::balance::{wrr_schedule, HashKey};
 use super::resolve::Resolved;
 use crate::config::schema::{Balance, HealthCheckSpec, UpstreamSpec};
+use crate::tls::upstream::UpstreamTls;
+
+/// The host of `host:port`, `[v6]:port` or a bare host, as written.
+fn address_host(address: &str) -> &str {
+    let host = match address.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => address,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
 
 /// Ketama points walked before falling back to a scan for a usable backend.
 const RING_PROBES: usize = 2048;
@@ -27,6 +38,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// `addr` as text, for metrics and logs.
     pub label: String,
+    /// The host part of the configured address (a name or an IP): the SNI
+    /// of a TLS pool without one of its own.
+    pub host: Arc<str>,
     pub weight: u32,
     /// Verdict of the active health check; true until a check says otherwise.
     active_up: AtomicBool,
@@ -41,10 +55,11 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn new(addr: SocketAddr, weight: u32) -> Backend {
+    fn new(addr: SocketAddr, host: &str, weight: u32) -> Backend {
         Backend {
             addr,
             label: addr.to_string(),
+            host: Arc::from(host),
             weight,
             active_up: AtomicBool::new(true),
             ejected_until: AtomicU64::new(0),
@@ -141,6 +156,8 @@ pub struct Pool {
     /// Extra tries after a failed one.
     pub retries: usize,
     checked: AtomicBool,
+    /// TLS to the backends; `None` speaks cleartext HTTP/1.1.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// The consistent-hash ring; a newtype so the pool can derive `Debug`.
@@ -161,7 +178,8 @@ impl Pool {
         for b in &spec.backends {
             for addr in resolved.get(&b.address).into_iter().flatten() {
                 if backends.iter().all(|x| x.addr != *addr) {
-                    backends.push(Arc::new(Backend::new(*addr, b.weight.max(1))));
+                    let host = address_host(&b.address);
+                    backends.push(Arc::new(Backend::new(*addr, host, b.weight.max(1))));
                 }
             }
         }
@@ -199,7 +217,30 @@ impl Pool {
             eject_for: spec.passive_health.ejection_time.0,
             retries: spec.retries,
             checked: AtomicBool::new(spec.health_check.is_none()),
+            tls: None,
         }
+    }
+
+    /// The pool with its compiled TLS.
+    pub fn with_tls(mut self, tls: Option<Arc<UpstreamTls>>) -> Pool {
+        self.tls = tls;
+        self
+    }
+
+    /// A peer for backend `idx`, over TLS when the pool has it, with the
+    /// pool's timeouts.
+    pub fn peer(&self, idx: usize) -> HttpPeer {
+        let backend = &self.backends[idx];
+        let mut peer = match &self.tls {
+            Some(tls) => tls.peer(backend.addr, &backend.host),
+            None => HttpPeer::new(backend.addr, false, String::new()),
+        };
+        let t = &self.timeouts;
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read);
+        peer.options.write_timeout = Some(t.write);
+        peer.options.idle_timeout = Some(t.idle.unwrap_or(Duration::ZERO));
+        peer
     }
 
     pub fn backends(&self) -> &[Arc<Backend>] {
@@ -356,6 +397,7 @@ mod tests {
                 ejection_time: Dur(Duration::from_secs(60)),
             },
             retries: 2,
+            tls: None,
         };
         (spec, resolved)
     }

@@ -92,6 +92,10 @@ pub struct CredentialsSpec {
     /// (what `portico hash-key` prints).
     pub api_keys: Vec<String>,
     pub basic: Option<BasicCredentialSpec>,
+    /// Names of the consumer's client certificates, matched against the
+    /// common name and the DNS, e-mail and URI alternative names of a
+    /// certificate verified by a mutual-TLS listener.
+    pub certificate_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,7 +231,8 @@ pub enum RouteAuthSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthPolicySpec {
-    /// `api_key`, `basic` or `jwt:<provider>`, tried in this order.
+    /// `api_key`, `basic`, `client_cert`, `jwt:<provider>` or
+    /// `introspect:<endpoint>`, tried in this order.
     pub methods: Vec<String>,
     /// Let requests without any credential through, anonymous.
     #[serde(default)]
