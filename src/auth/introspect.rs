@@ -14,12 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::http_client::{self, HttpsClient};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tracing::warn;
@@ -66,7 +64,7 @@ pub struct Introspector {
     active_ttl: Duration,
     inactive_ttl: Duration,
     cache: Mutex<LruCache<[u8; 32], (Verdict, Instant)>>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
     /// Seconds since `started` of the last failure warning, plus one.
     warned: AtomicU64,
     started: Instant,
@@ -102,7 +100,7 @@ impl Introspector {
             active_ttl: settings.active_ttl,
             inactive_ttl: settings.inactive_ttl,
             cache: Mutex::new(LruCache::new(capacity)),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: http_client::build(),
             warned: AtomicU64::new(0),
             started: Instant::now(),
         }

@@ -1,4 +1,5 @@
-//! A JWK set fetched over HTTP, cached, and refreshed without a restart.
+//! A JWK set fetched over HTTP or HTTPS, cached, and refreshed without a
+//! restart.
 //!
 //! The keys sit behind an [`ArcSwap`]: a request reads them without a lock.
 //! The set is fetched on first use, again in a background task once it is
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+
+use super::http_client::{self, HttpsClient};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -42,6 +44,7 @@ pub struct JwksCache {
     /// callers wait for it instead of fetching too.
     attempted: tokio::sync::Mutex<Option<Instant>>,
     background: AtomicBool,
+    client: HttpsClient<Empty<Bytes>>,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -54,7 +57,8 @@ impl std::fmt::Debug for JwksCache {
 }
 
 impl JwksCache {
-    /// An empty cache for `url`, which validation has checked is `http://`.
+    /// An empty cache for `url`, which validation has checked is `http://`
+    /// or `https://`.
     pub fn new(
         provider: &str,
         url: http::Uri,
@@ -72,6 +76,7 @@ impl JwksCache {
             loaded: Mutex::new(None),
             attempted: tokio::sync::Mutex::new(None),
             background: AtomicBool::new(false),
+            client: http_client::build(),
         }
     }
 
@@ -122,7 +127,7 @@ impl JwksCache {
             }
         }
         *attempted = Some(Instant::now());
-        let outcome = fetch(&self.url, self.timeout).await;
+        let outcome = fetch(&self.client, &self.url, self.timeout).await;
         match outcome.and_then(|body| parse_set(&body, &self.checks)) {
             Ok(keys) => {
                 info!(provider = %self.provider, keys = keys.len(), "jwks loaded");
@@ -140,8 +145,12 @@ impl JwksCache {
 }
 
 /// GETs `url` with an overall `timeout`, returning the body of a 2xx answer.
-async fn fetch(url: &http::Uri, timeout: Duration) -> Result<Bytes, String> {
-    match tokio::time::timeout(timeout, fetch_once(url)).await {
+async fn fetch(
+    client: &HttpsClient<Empty<Bytes>>,
+    url: &http::Uri,
+    timeout: Duration,
+) -> Result<Bytes, String> {
+    match tokio::time::timeout(timeout, fetch_once(client, url)).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "no answer within {}",
@@ -150,32 +159,15 @@ async fn fetch(url: &http::Uri, timeout: Duration) -> Result<Bytes, String> {
     }
 }
 
-async fn fetch_once(url: &http::Uri) -> Result<Bytes, String> {
-    let authority = url.authority().ok_or("the URL has no host")?.clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let path = url.path_and_query().map_or("/", |pq| pq.as_str());
-    let request = http::Request::get(path)
-        .header(http::header::HOST, authority.as_str())
+async fn fetch_once(client: &HttpsClient<Empty<Bytes>>, url: &http::Uri) -> Result<Bytes, String> {
+    let request = http::Request::get(url.clone())
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("request: {e}"))?;
-    let response = sender
-        .send_request(request)
+    let response = client
+        .request(request)
         .await
-        .map_err(|e| format!("request: {e}"))?;
+        .map_err(|e| format!("request: {e:?}"))?;
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }

@@ -15,6 +15,7 @@ pub mod basic;
 mod build;
 pub mod consumer;
 pub mod forward;
+pub mod http_client;
 pub mod introspect;
 pub mod jwks;
 pub mod jwt;

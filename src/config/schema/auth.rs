@@ -150,7 +150,8 @@ pub struct JwtProviderSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionSpec {
-    /// The endpoint, `http://` (the gateway has no TLS client yet).
+    /// The endpoint, `http://` or `https://` (verified against the system's
+    /// CA certificates).
     pub url: String,
     /// The gateway's own client credentials, sent with HTTP Basic.
     pub client_id: String,

@@ -310,16 +310,11 @@ fn check_jwks_url(path: &str, url: &str, errors: &mut Vec<ConfigError>) {
         .as_ref()
         .is_some_and(|u| u.host().is_some_and(|h| !h.is_empty()));
     match (scheme, has_host) {
-        (Some("http"), true) => {}
-        (Some("https"), true) => errors.push(ConfigError::new(
-            path,
-            "https JWK set URLs are not supported yet (Portico has no TLS client)",
-            "serve the JWK set over http on a trusted network, or write the keys under `keys:`",
-        )),
+        (Some("http" | "https"), true) => {}
         _ => errors.push(ConfigError::new(
             path,
-            format!("{url:?} is not an http URL"),
-            "write it like http://idp.internal/.well-known/jwks.json",
+            format!("{url:?} is not an http or https URL"),
+            "write it like https://idp.example.com/.well-known/jwks.json",
         )),
     }
 }

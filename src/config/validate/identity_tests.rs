@@ -176,12 +176,12 @@ fn an_unreadable_pem_file_and_a_bad_pem_are_refused() {
 }
 
 #[test]
-fn a_provider_without_keys_or_an_https_jwks_url_is_refused() {
+fn a_provider_without_keys_or_with_a_jwks_url_of_another_scheme_is_refused() {
     only_error(&provider("{issuer: x}"), "jwt_providers.corp", "no keys");
     only_error(
-        &provider("{jwks_url: 'https://idp.example/jwks'}"),
+        &provider("{jwks_url: 'ftp://idp.example/jwks'}"),
         "jwt_providers.corp.jwks_url",
-        "https JWK set URLs are not supported",
+        "is not an http or https URL",
     );
     only_error(
         &provider("{jwks_url: 'http://idp.example/jwks', jwks_refresh: 1s}"),
