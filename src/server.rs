@@ -234,12 +234,7 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
         server.add_service(proxy);
     }
     if let Some(admin) = &cfg.admin {
-        let mut service = Service::new(
-            "admin".to_string(),
-            Admin {
-                snapshot: shared.clone(),
-            },
-        );
+        let mut service = Service::new("admin".to_string(), Admin::new(shared.clone()));
         service.add_tcp(&admin.address);
         server.add_service(service);
     }

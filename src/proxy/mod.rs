@@ -507,7 +507,13 @@ async fn redirect_to_https(
     if ctx.host.is_empty() {
         return Err(Failure::BadRequest("missing Host header"));
     }
-    let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    // `OPTIONS *` and other targets that are not a path go to the root.
+    let target = req
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|t| t.starts_with('/'))
+        .unwrap_or("/");
     let location = if port == 443 {
         format!("https://{}{target}", ctx.host)
     } else {

@@ -14,6 +14,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::support::jwks::JwksServer;
+use crate::support::tls::Ca;
 use crate::support::{client, eventually, upstreams_yaml, Gateway, Upstream};
 
 // ---- keys and tokens, made at run time ----
@@ -494,6 +495,60 @@ async fn a_rotated_jwks_key_is_accepted_without_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "the old key still verifies");
+}
+
+#[tokio::test]
+async fn a_jwk_set_is_fetched_over_https_from_a_ca_the_system_trusts_and_not_from_another() {
+    let up = Upstream::start("a").await;
+    let rsa = rsa_key();
+    let jwk = json!({"kty": "RSA", "kid": "k1", "alg": "RS256", "n": rsa.n, "e": rsa.e});
+    let ca = Ca::new("idp-ca");
+    let jwks = JwksServer::start_tls(
+        json!({"keys": [jwk]}).to_string(),
+        ca.server(&["127.0.0.1"]).server_config(),
+    )
+    .await;
+    assert!(jwks.url().starts_with("https://"));
+    let top = format!("jwt_providers:\n  idp:\n    jwks_url: {}\n", jwks.url());
+    let rest = format!(
+        "{top}{}routes:\n  - {{id: r, upstream: a, auth: {{methods: ['jwt:idp']}}}}\n",
+        upstreams_yaml(&[&up])
+    );
+    let key = EncodingKey::from_rsa_pem(rsa.private_pem.as_bytes()).unwrap();
+    let token = sign(
+        Algorithm::RS256,
+        &key,
+        Some("k1"),
+        claims("svc-a", json!({})),
+    );
+
+    // The system's roots are replaced by the identity provider's CA, as an
+    // operator does with SSL_CERT_FILE.
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = ca.write(dir.path(), "idp-ca");
+    let gw = Gateway::start_with_env(&rest, &[("SSL_CERT_FILE", &trusted)]);
+    let resp = client()
+        .get(gw.url("/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(seen(&up, "x-consumer-id").as_deref(), Some("svc-a"));
+    assert_eq!(jwks.hits(), 1);
+
+    // A gateway that trusts another CA never gets the keys: the handshake
+    // fails before any request, and the token is refused.
+    let other = Ca::new("other-ca").write(dir.path(), "other-ca");
+    let gw = Gateway::start_with_env(&rest, &[("SSL_CERT_FILE", &other)]);
+    let resp = client()
+        .get(gw.url("/x"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(jwks.hits(), 1, "no request reached the key server");
 }
 
 // ---- Basic ----

@@ -14,6 +14,8 @@ mod hostile;
 mod introspection;
 mod lifecycle;
 mod protection;
+mod proxy_protocol;
 mod proxying;
 mod routing;
 mod streaming;
+mod tls;

@@ -101,7 +101,9 @@ async fn a_trusted_balancer_s_v2_header_becomes_the_client_address() {
         ppp::v2::Version::Two | ppp::v2::Command::Proxy,
         ppp::v2::Protocol::Stream,
         (
-            "[2001:db8::7]:40000".parse::<std::net::SocketAddr>().unwrap(),
+            "[2001:db8::7]:40000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
             "[2001:db8::1]:443".parse::<std::net::SocketAddr>().unwrap(),
         ),
     )

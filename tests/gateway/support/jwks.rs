@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 pub struct JwksServer {
     pub addr: SocketAddr,
+    /// `https` when served behind TLS.
+    scheme: &'static str,
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicUsize>,
     task: JoinHandle<()>,
@@ -25,6 +27,16 @@ pub struct JwksServer {
 impl JwksServer {
     /// Serves `body` (a JWK set as JSON) at every path.
     pub async fn start(body: String) -> JwksServer {
+        JwksServer::start_with(body, None).await
+    }
+
+    /// Like [`JwksServer::start`], over TLS with `tls`'s certificate.
+    pub async fn start_tls(body: String, tls: rustls::ServerConfig) -> JwksServer {
+        JwksServer::start_with(body, Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn start_with(body: String, tls: Option<tokio_rustls::TlsAcceptor>) -> JwksServer {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let body = Arc::new(Mutex::new(body));
@@ -36,6 +48,7 @@ impl JwksServer {
                     continue;
                 };
                 let (served, counted) = (served.clone(), counted.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |_req| {
                         counted.fetch_add(1, Ordering::SeqCst);
@@ -49,14 +62,27 @@ impl JwksServer {
                             )
                         }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
                 });
             }
         });
         JwksServer {
             addr,
+            scheme,
             body,
             hits,
             task,
@@ -64,7 +90,7 @@ impl JwksServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        format!("{}://{}/.well-known/jwks.json", self.scheme, self.addr)
     }
 
     /// Serves `body` from now on.

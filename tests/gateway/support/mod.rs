@@ -6,6 +6,7 @@
 pub mod introspect;
 pub mod jwks;
 pub mod raw;
+pub mod tls;
 pub mod upstream;
 
 use std::io::Read;
@@ -77,6 +78,16 @@ impl Gateway {
         Gateway::spawn_with(dir, port, admin_port, &text, extra)
     }
 
+    /// Like [`Gateway::start`], with `env` added to the process environment.
+    pub fn start_with_env(rest: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let text = format!("{}{rest}", base_config(port, admin_port, dir.path()));
+        let gw = Gateway::spawn_full(dir, port, admin_port, &text, &[], env);
+        gw.wait_ready();
+        gw
+    }
+
     /// Starts `portico run` on a config text that the caller wrote.
     pub fn spawn_with(
         dir: tempfile::TempDir,
@@ -84,6 +95,17 @@ impl Gateway {
         admin_port: u16,
         text: &str,
         extra: &[&str],
+    ) -> Gateway {
+        Gateway::spawn_full(dir, port, admin_port, text, extra, &[])
+    }
+
+    fn spawn_full(
+        dir: tempfile::TempDir,
+        port: u16,
+        admin_port: u16,
+        text: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Gateway {
         let conf = dir.path().join("portico.yaml");
         std::fs::write(&conf, text).unwrap();
@@ -93,6 +115,7 @@ impl Gateway {
             .arg("-c")
             .arg(&conf)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -84,7 +84,7 @@ pub async fn send(port: u16, request: &[u8]) -> RawResponse {
 
 /// Parses a complete response from `buf`; `None` while more bytes are needed.
 /// Without a length or chunked framing the body runs to the end of the stream.
-fn parse(buf: &[u8], at_eof: bool) -> Option<RawResponse> {
+pub(crate) fn parse(buf: &[u8], at_eof: bool) -> Option<RawResponse> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut lines = head.split("\r\n");
