@@ -43,6 +43,7 @@ fn pool(balance: Balance, backends: usize) -> Pool {
         },
         retries: 2,
         tls: None,
+        circuit_breaker: None,
     };
     Pool::new("bench", &spec, &resolved)
 }
@@ -89,6 +90,7 @@ fn observability(c: &mut Criterion) {
                 upstream_ms: 1.25,
                 total_ms: 1.75,
                 error: "",
+                limited: "",
             }
             .emit()
         })

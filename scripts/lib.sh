@@ -9,6 +9,8 @@ need_packages() {
   command -v perl >/dev/null 2>&1 || missing+=(perl)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  # The limits shared through Redis are tested against a real server.
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing: ${missing[*]}"
     local sudo=""

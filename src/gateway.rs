@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::limit::traffic::Traffic;
 use crate::policy::Policies;
 use crate::router::Router;
 use crate::tls::upstream::UpstreamTls;
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub policies: Policies,
     /// Each listener's TLS, HSTS and HTTPS redirect.
     pub listeners: Listeners,
+    /// Rate limits, in-flight caps and consumer tiers.
+    pub traffic: Traffic,
 }
 
 impl Snapshot {
@@ -83,15 +86,20 @@ impl Snapshot {
         if let Err(problems) = &policies {
             errors.extend(problems.iter().cloned());
         }
-        let (auth, policies, listeners) = match (auth, policies, listeners) {
-            (Ok(auth), Ok(policies), Ok(listeners)) if errors.is_empty() => {
-                (auth, policies, listeners)
+        let traffic = Traffic::build(&config);
+        if let Err(problems) = &traffic {
+            errors.extend(problems.iter().cloned());
+        }
+        let (auth, policies, listeners, traffic) = match (auth, policies, listeners, traffic) {
+            (Ok(auth), Ok(policies), Ok(listeners), Ok(traffic)) if errors.is_empty() => {
+                (auth, policies, listeners, traffic)
             }
             _ => return Err(errors),
         };
         Ok(Snapshot {
             config,
             listeners,
+            traffic,
             router,
             pools,
             route_pools,

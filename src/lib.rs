@@ -11,6 +11,7 @@
 //! - [`auth`]: consumers, API keys, Basic auth, JWT providers and each
 //!   route's authorisation;
 //! - [`policy`]: IP filters, size limits, threat protection and CORS;
+//! - [`limit`]: rate limits (local and Redis) and concurrency limits;
 //! - [`upstream`]: pools, backend selection, active and passive health;
 //! - [`tls`]: listener certificates by SNI, client certificates, upstream TLS;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation and the error responder;
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod limit;
 pub mod observe;
 pub mod policy;
 pub mod proxy;

@@ -15,13 +15,13 @@ use serde_path_to_error::Segment;
 use super::env::{expand_tree, key_text};
 use super::schema::{
     AccessLogSpec, AdminSpec, Config, ConsumerSpec, IdentitySpec, IntrospectionSpec,
-    JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RouteAuthSpec, RouteSpec, ServerSpec,
-    TrustedProxy, UpstreamSpec,
+    JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RateLimitingSpec, RouteAuthSpec,
+    RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
 };
 use super::{index_path, key_path, ConfigError, FILE};
 
 /// The top-level keys, in the order the fix of an unknown key lists them.
-const TOP_LEVEL_KEYS: [&str; 15] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "version",
     "server",
     "listeners",
@@ -37,6 +37,7 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "introspection",
     "auth",
     "policies",
+    "rate_limiting",
 ];
 
 /// The parts of a file that deserialized. Listeners and routes keep their index
@@ -68,6 +69,7 @@ pub(crate) struct Draft {
     pub introspection_names: Vec<String>,
     pub auth: Option<RouteAuthSpec>,
     pub policies: Option<PoliciesSpec>,
+    pub rate_limiting: Option<RateLimitingSpec>,
     pub order: FileOrder,
 }
 
@@ -91,6 +93,7 @@ impl Draft {
             auth: self.auth,
             route_auth: self.route_auth,
             policies: self.policies.unwrap_or_default(),
+            rate_limiting: self.rate_limiting.unwrap_or_default(),
         }
     }
 }
@@ -162,6 +165,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
         introspection_names: Vec::new(),
         auth: None,
         policies: None,
+        rate_limiting: None,
         order,
     };
     let mut version_seen = false;
@@ -190,6 +194,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
             "introspection" => read_introspection(value, &mut draft, errors),
             "auth" => draft.auth = part(value, "auth", errors),
             "policies" => draft.policies = part(value, "policies", errors),
+            "rate_limiting" => draft.rate_limiting = part(value, "rate_limiting", errors),
             _ => errors.push(ConfigError::new(
                 key_path("", &key),
                 format!("unknown top-level key `{key}`"),

@@ -62,6 +62,9 @@ pub struct Config {
     /// inherits; see [`PoliciesSpec`] for how a route's own combine with them.
     #[serde(default)]
     pub policies: PoliciesSpec,
+    /// Named rate limits, their store, consumer tiers and headers.
+    #[serde(default)]
+    pub rate_limiting: RateLimitingSpec,
 }
 
 /// Process-level settings, handed to Pingora's `ServerConf`.
@@ -285,6 +288,9 @@ pub struct UpstreamSpec {
     /// Speak TLS to the backends.
     #[serde(default)]
     pub tls: Option<UpstreamTlsSpec>,
+    /// Fail fast while the backends keep failing.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -552,8 +558,10 @@ pub struct RewriteSpec {
 
 mod auth;
 mod policy;
+mod traffic;
 pub use auth::*;
 pub use policy::*;
+pub use traffic::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -7,6 +7,7 @@
 mod identity;
 mod policy;
 mod routes;
+mod traffic;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
     identity::check(draft, &mut errors);
     policy::check(draft, &mut errors);
+    traffic::check(draft, &mut errors);
     errors
 }
 

@@ -21,6 +21,8 @@ pub struct AccessRecord<'a> {
     pub total_ms: f64,
     /// Why Portico answered itself, when it did (`no_route`, `upstream_timeout`, ...).
     pub error: &'a str,
+    /// The rate limit that refused the request, when one did.
+    pub limited: &'a str,
 }
 
 /// Whether access-log lines are written at all (`access_log.target` is not
@@ -56,6 +58,7 @@ impl AccessRecord<'_> {
             upstream_ms = self.upstream_ms,
             total_ms = self.total_ms,
             error = self.error,
+            limited = self.limited,
             consumer,
             "request"
         );

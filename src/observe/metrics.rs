@@ -6,10 +6,12 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::gateway::Snapshot;
+use crate::upstream::circuit::CircuitState;
 
 /// The gateway's metric families.
 pub struct Metrics {
@@ -18,6 +20,12 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub connect_failures: IntCounterVec,
     pub backend_healthy: IntGaugeVec,
+    pub ratelimit_rejected: IntCounterVec,
+    pub concurrency_rejected: IntCounterVec,
+    /// Set at scrape time from the stores and the pools.
+    pub ratelimit_store_up: IntGauge,
+    pub ratelimit_store_errors: IntGauge,
+    pub circuit_state: IntGaugeVec,
 }
 
 /// The process-wide metrics, created on first use.
@@ -65,6 +73,51 @@ impl Metrics {
             &["upstream", "backend"],
         )
         .expect("static metric definition is valid");
+        let ratelimit_rejected = IntCounterVec::new(
+            Opts::new(
+                "portico_ratelimit_rejected_total",
+                "Requests refused by a rate limit, by limit",
+            ),
+            &["limit"],
+        )
+        .expect("static metric definition is valid");
+        let concurrency_rejected = IntCounterVec::new(
+            Opts::new(
+                "portico_concurrency_rejected_total",
+                "Requests refused by an in-flight cap, by route",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition is valid");
+        let ratelimit_store_up = IntGauge::new(
+            "portico_ratelimit_store_up",
+            "1 while the shared rate-limit store (Redis) answers, else 0",
+        )
+        .expect("static metric definition is valid");
+        let ratelimit_store_errors = IntGauge::new(
+            "portico_ratelimit_store_errors",
+            "Rate-limit store commands that failed since start",
+        )
+        .expect("static metric definition is valid");
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "portico_circuit_state",
+                "Circuit breaker of a pool: 0 closed, 1 open, 2 half-open",
+            ),
+            &["upstream"],
+        )
+        .expect("static metric definition is valid");
+        for c in [
+            Box::new(ratelimit_rejected.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(concurrency_rejected.clone()),
+            Box::new(ratelimit_store_up.clone()),
+            Box::new(ratelimit_store_errors.clone()),
+            Box::new(circuit_state.clone()),
+        ] {
+            registry
+                .register(c)
+                .expect("each metric is registered once");
+        }
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -81,6 +134,11 @@ impl Metrics {
             duration,
             connect_failures,
             backend_healthy,
+            ratelimit_rejected,
+            concurrency_rejected,
+            ratelimit_store_up,
+            ratelimit_store_errors,
+            circuit_state,
         }
     }
 
@@ -108,6 +166,23 @@ impl Metrics {
                     .with_label_values(&[&*pool.name, &b.label])
                     .set(i64::from(b.is_available()));
             }
+        }
+        for pool in snapshot.pools.values() {
+            if let Some(circuit) = &pool.circuit {
+                let state = match circuit.state() {
+                    CircuitState::Closed => 0,
+                    CircuitState::Open => 1,
+                    CircuitState::HalfOpen => 2,
+                };
+                self.circuit_state
+                    .with_label_values(&[&*pool.name])
+                    .set(state);
+            }
+        }
+        if let Some(store) = &snapshot.traffic.store {
+            self.ratelimit_store_up.set(i64::from(store.is_up()));
+            self.ratelimit_store_errors
+                .set(i64::try_from(store.errors()).unwrap_or(i64::MAX));
         }
         let mut out = Vec::with_capacity(8192);
         // Encoding into a Vec cannot fail for the text format.

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use super::error::Failure;
 use crate::auth::Identity;
 use crate::gateway::Snapshot;
+use crate::limit::traffic::{Slots, Verdict};
+use crate::upstream::circuit::Attempt;
 use crate::upstream::InflightGuard;
 
 /// What one request has learned so far. Created in `new_ctx`, dropped after
@@ -48,6 +50,12 @@ pub struct RequestCtx {
     pub hsts: Option<http::HeaderValue>,
     /// The HTTPS port of the listener's `https_redirect`.
     pub redirect_port: Option<u16>,
+    /// What the route's rate limits decided, for the response headers.
+    pub rate: Option<Verdict>,
+    /// The in-flight slots the request holds until it ends.
+    pub slots: Option<Slots>,
+    /// This request's place in its pool's circuit breaker.
+    pub circuit: Option<Attempt>,
 }
 
 impl RequestCtx {
@@ -72,6 +80,9 @@ impl RequestCtx {
             body_seen: 0,
             hsts: None,
             redirect_port: None,
+            rate: None,
+            slots: None,
+            circuit: None,
         }
     }
 

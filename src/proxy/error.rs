@@ -44,6 +44,14 @@ pub enum Failure {
     CorsDenied,
     /// Authentication or authorisation refused the request (401, 403).
     Auth(Rejection),
+    /// A rate limit refused the request (429).
+    RateLimited,
+    /// A rate limit that fails closed could not reach its store (503).
+    RateLimitUnavailable,
+    /// The route's, or the consumer's, in-flight cap is reached (503).
+    ConcurrencyLimited,
+    /// The pool's circuit breaker is open (503).
+    CircuitOpen,
     /// The route's pool had no backend able to take the request.
     NoHealthyBackend,
     /// The backend refused the connection or broke it.
@@ -65,7 +73,11 @@ impl Failure {
             Failure::HeadersTooLarge => 431,
             Failure::BodyTooLarge => 413,
             Failure::Auth(rejection) => rejection.status(),
-            Failure::NoHealthyBackend => 503,
+            Failure::RateLimited => 429,
+            Failure::RateLimitUnavailable
+            | Failure::ConcurrencyLimited
+            | Failure::CircuitOpen
+            | Failure::NoHealthyBackend => 503,
             Failure::UpstreamFailed => 502,
             Failure::UpstreamTimeout => 504,
             Failure::Internal => 500,
@@ -85,6 +97,10 @@ impl Failure {
             Failure::Blocked => "request_blocked",
             Failure::CorsDenied => "cors_denied",
             Failure::Auth(rejection) => rejection.code(),
+            Failure::RateLimited => "rate_limited",
+            Failure::RateLimitUnavailable => "rate_limit_unavailable",
+            Failure::ConcurrencyLimited => "concurrency_limited",
+            Failure::CircuitOpen => "circuit_open",
             Failure::NoHealthyBackend => "no_healthy_backend",
             Failure::UpstreamFailed => "upstream_failed",
             Failure::UpstreamTimeout => "upstream_timeout",
@@ -104,6 +120,10 @@ impl Failure {
             Failure::Blocked => "the request was blocked by threat protection",
             Failure::CorsDenied => "this cross-origin request is not allowed",
             Failure::Auth(rejection) => rejection.message(),
+            Failure::RateLimited => "too many requests; retry after the time in Retry-After",
+            Failure::RateLimitUnavailable => "the rate limit cannot be checked right now",
+            Failure::ConcurrencyLimited => "too many requests in flight on this route",
+            Failure::CircuitOpen => "the upstream is failing; requests are paused",
             Failure::NoHealthyBackend => "no healthy backend is available for this route",
             Failure::UpstreamFailed => "the upstream refused or reset the connection",
             Failure::UpstreamTimeout => "the upstream did not answer in time",

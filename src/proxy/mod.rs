@@ -25,6 +25,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::limit::traffic::Inputs;
 use crate::tls::ClientCert;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{error, warn};
@@ -90,6 +91,7 @@ impl ProxyHttp for Gateway {
                 .map(|c| (http::header::WWW_AUTHENTICATE, c.clone())),
         );
         extra.extend(hsts_field(ctx));
+        extra.extend(rate_fields(ctx, Some(failure)));
         error::respond_with(session, failure, &ctx.request_id, &extra).await;
         Ok(true)
     }
@@ -261,6 +263,11 @@ impl ProxyHttp for Gateway {
         if let Some(hsts) = &ctx.hsts {
             response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
         }
+        if ctx.rate.is_some() {
+            for (name, value) in rate_fields(ctx, None) {
+                response.insert_header(name, value)?;
+            }
+        }
         for (name, value) in protect::cors_headers(session, ctx) {
             if name == http::header::VARY {
                 response.append_header(name, value)?;
@@ -303,16 +310,35 @@ impl ProxyHttp for Gateway {
         // The connection is closed after this answer; saying so keeps a client
         // from sending its next request on it while it closes.
         session.set_keepalive(None);
-        error::respond_with(session, failure, &ctx.request_id, &hsts_field(ctx)).await;
+        let mut extra = hsts_field(ctx);
+        extra.extend(rate_fields(ctx, Some(failure)));
+        error::respond_with(session, failure, &ctx.request_id, &extra).await;
         FailToProxy {
             error_code: failure.status(),
             can_reuse_downstream: false,
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(attempt) = ctx.circuit.take() {
+            // A failure of the pool: no answer from it, or a 5xx answer.
+            let upstream_failed =
+                matches!(
+                    ctx.failure,
+                    Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
+                ) || (e.is_some() && ctx.backend.is_some() && ctx.upstream_latency.is_none())
+                    || session
+                        .response_written()
+                        .is_some_and(|r| r.status.is_server_error() && ctx.failure.is_none());
+            if upstream_failed {
+                attempt.failed();
+            } else {
+                attempt.succeeded();
+            }
+        }
         record(session, ctx);
         ctx.inflight = None;
+        ctx.slots = None;
     }
 }
 
@@ -489,10 +515,16 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Fail
     let routed = route(session, ctx);
     protect::screen(session, ctx).await?;
     routed?;
+    if preflight_method(session.req_header()).is_some() {
+        // Counted or exempt as `rate_limiting.preflight` says, before the
+        // gateway answers it.
+        limit_traffic(session, ctx).await?;
+    }
     if protect::preflight(session, ctx).await? {
         return Ok(true);
     }
     authenticate(session, ctx).await?;
+    limit_traffic(session, ctx).await?;
     Ok(false)
 }
 
@@ -547,6 +579,85 @@ async fn redirect_to_https(
     // A write error means the client has gone; nothing is left to answer.
     let _ = session.write_response_header(Box::new(header), true).await;
     Ok(())
+}
+
+/// Applies the route's rate limits (with the consumer's tier) and takes its
+/// in-flight slots. Runs once per request: after authentication, which
+/// names the consumer, or before the answer to a CORS preflight.
+async fn limit_traffic(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
+    let Some(route) = ctx.route else {
+        return Ok(());
+    };
+    if ctx.rate.is_some() || ctx.slots.is_some() {
+        return Ok(());
+    }
+    let snapshot = Arc::clone(&ctx.snapshot);
+    let traffic = &snapshot.traffic;
+    let identity = ctx.identity.as_ref();
+    if traffic.limits_route(route) {
+        let req = session.req_header();
+        let inputs = Inputs {
+            client: ctx.client_ip,
+            consumer: identity.map(|i| i.consumer.id.as_str()),
+            tier: identity.and_then(|i| i.consumer.tier.as_deref()),
+            route: ctx.route_id(),
+            headers: &req.headers,
+            claims: identity.and_then(|i| i.claims.as_ref()),
+            preflight: preflight_method(req).is_some(),
+        };
+        let verdict = traffic.check(route, &inputs).await;
+        let refused = verdict.refused_by.clone();
+        let unavailable = verdict.unavailable.is_some();
+        ctx.rate = Some(verdict);
+        if let Some(limit) = refused {
+            metrics()
+                .ratelimit_rejected
+                .with_label_values(&[&*limit.name])
+                .inc();
+            return Err(Failure::RateLimited);
+        }
+        if unavailable {
+            return Err(Failure::RateLimitUnavailable);
+        }
+    }
+    if traffic.caps_route(route) {
+        let who = match identity {
+            Some(i) => i.consumer.id.clone(),
+            None => ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        };
+        match traffic.acquire(route, &who).await {
+            Ok(slots) => ctx.slots = Some(slots),
+            Err(_) => {
+                metrics()
+                    .concurrency_rejected
+                    .with_label_values(&[ctx.route_id()])
+                    .inc();
+                return Err(Failure::ConcurrencyLimited);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rate-limit fields of a response, Portico's refusals included.
+fn rate_fields(
+    ctx: &RequestCtx,
+    failure: Option<Failure>,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let mut fields = match &ctx.rate {
+        Some(verdict) => ctx.snapshot.traffic.response_headers(verdict),
+        None => Vec::new(),
+    };
+    if matches!(
+        failure,
+        Some(Failure::RateLimitUnavailable | Failure::ConcurrencyLimited | Failure::CircuitOpen)
+    ) {
+        fields.push((
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        ));
+    }
+    fields
 }
 
 /// The method a CORS preflight asks about, when `req` is one.
@@ -635,6 +746,17 @@ fn select_backend(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPee
         }
         return Error::e_explain(ErrorType::HTTPStatus(503), "no backend available");
     };
+    if ctx.circuit.is_none() {
+        if let Some(circuit) = &pool.circuit {
+            match circuit.try_acquire() {
+                Ok(attempt) => ctx.circuit = Some(attempt),
+                Err(_) => {
+                    ctx.failure = Some(Failure::CircuitOpen);
+                    return Error::e_explain(ErrorType::HTTPStatus(503), "circuit open");
+                }
+            }
+        }
+    }
     ctx.tried.push(idx);
     ctx.backend = Some(idx);
     ctx.inflight = Some(pool.acquire(idx));
@@ -746,6 +868,11 @@ fn record(session: &Session, ctx: &RequestCtx) {
         upstream_ms: ctx.upstream_latency.map_or(0.0, millis),
         total_ms: millis(total),
         error: ctx.failure.map_or("", Failure::code),
+        limited: ctx
+            .rate
+            .as_ref()
+            .and_then(|v| v.refused_by.as_ref())
+            .map_or("", |l| &*l.name),
     }
     .emit_for(
         ctx.identity

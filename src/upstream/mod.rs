@@ -8,6 +8,7 @@
 //! [`Pool::select`].
 
 mod balance;
+pub mod circuit;
 pub mod health;
 mod pool;
 pub mod resolve;

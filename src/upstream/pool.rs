@@ -11,6 +11,7 @@ use pingora_ketama::{Bucket, Continuum};
 use tracing::{info, warn};
 
 use super::balance::{wrr_schedule, HashKey};
+use super::circuit::{Circuit, CircuitSettings};
 use super::resolve::Resolved;
 use crate::config::schema::{Balance, HealthCheckSpec, UpstreamSpec};
 use crate::tls::upstream::UpstreamTls;
@@ -158,6 +159,8 @@ pub struct Pool {
     checked: AtomicBool,
     /// TLS to the backends; `None` speaks cleartext HTTP/1.1.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// Fails requests fast while the backends keep failing.
+    pub circuit: Option<Circuit>,
 }
 
 /// The consistent-hash ring; a newtype so the pool can derive `Debug`.
@@ -218,6 +221,18 @@ impl Pool {
             retries: spec.retries,
             checked: AtomicBool::new(spec.health_check.is_none()),
             tls: None,
+            circuit: spec.circuit_breaker.as_ref().map(|c| {
+                Circuit::new(
+                    name,
+                    CircuitSettings {
+                        error_rate: c.error_rate,
+                        min_requests: c.min_requests,
+                        window: c.window.0,
+                        open_for: c.open_for.0,
+                        half_open_requests: c.half_open_requests,
+                    },
+                )
+            }),
         }
     }
 
@@ -398,6 +413,7 @@ mod tests {
             },
             retries: 2,
             tls: None,
+            circuit_breaker: None,
         };
         (spec, resolved)
     }

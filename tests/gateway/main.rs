@@ -19,3 +19,4 @@ mod proxying;
 mod routing;
 mod streaming;
 mod tls;
+mod traffic;

@@ -283,13 +283,13 @@ impl<'de> serde::de::Visitor<'de> for RouteAuthVisitor {
 }
 
 /// Reads a string or a list of strings as a list.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     struct OneOrMany;
     impl<'de> serde::de::Visitor<'de> for OneOrMany {
         type Value = Vec<String>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an algorithm name or a list of them")
+            f.write_str("a name or a list of names")
         }
 
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<String>, E> {

@@ -23,6 +23,13 @@ pub struct PoliciesSpec {
     pub threat_protection: Option<ThreatSpec>,
     #[serde(default)]
     pub cors: Option<CorsSpec>,
+    /// Names of `rate_limiting.limits` that apply; a route's list replaces
+    /// the file's, and `[]` turns rate limiting off for it.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<String>>,
+    /// In-flight caps; a route's replaces the file's.
+    #[serde(default)]
+    pub concurrency: Option<super::ConcurrencySpec>,
 }
 
 /// Client addresses (after the trusted-proxy rule) that are let in or kept out.

@@ -6,6 +6,7 @@
 pub mod introspect;
 pub mod jwks;
 pub mod raw;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 
