@@ -29,6 +29,7 @@ import os
 import pwd
 import re
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -58,6 +59,12 @@ class Variant:
     access_log: bool = False    # Portico's access log to a file
     auth: str = ""              # Portico's route policy: "", "api_key" or "jwt"
     protection: bool = False    # Portico's IP filter, limits, threat checks and CORS
+    rate_limit: str = ""        # Portico's rate limit: "", "local", "redis", "redis_batched"
+
+    @property
+    def needs_redis(self):
+        """Whether the row needs the harness's own redis-server."""
+        return self.rate_limit in ("redis", "redis_batched")
 
     def headers(self):
         """What the client sends for this variant's credentials."""
@@ -109,6 +116,43 @@ jwt_providers:
     return identity, f"    auth: {{methods: [{method}]}}\n"
 
 
+# The rate limits of (g), one per store. The limit is far above what any run
+# can send (a few million requests an hour at most), so nothing is ever
+# refused: the rows measure the cost of deciding. Every request comes from
+# 127.0.0.1, so `key: client` makes one hot key (the case local_allowance is
+# for). `on_store_failure: closed` turns a Redis failure or timeout into a 503,
+# which the notes count, where the default (`open`) would admit without asking
+# Redis and quietly measure less work than the row claims.
+RATE_LIMITS = {
+    "local": "bench",
+    "redis": "bench_redis",
+    "redis_batched": "bench_batched",
+}
+RATE_LIMIT_SPECS = """    bench: {limit: 1000000000, window: 1h, key: client}
+    bench_redis: {limit: 1000000000, window: 1h, key: client, store: redis,
+                  on_store_failure: closed}
+    bench_batched: {limit: 1000000000, window: 1h, key: client, store: redis,
+                    on_store_failure: closed, local_allowance: 100}
+"""
+REDIS_PREFIX = "perf"
+
+
+def _portico_rate_limit(env, variant):
+    """The `rate_limiting` section and the route's policy line for a variant."""
+    if not variant.rate_limit:
+        return "", ""
+    if variant.rate_limit not in RATE_LIMITS:
+        raise ValueError(f"unknown rate_limit {variant.rate_limit!r}")
+    section = "rate_limiting:\n"
+    if variant.needs_redis:
+        if not env.redis_port:
+            raise ValueError("a Redis rate limit needs the harness's redis-server started first")
+        section += (f'  redis: {{url: "redis://127.0.0.1:{env.redis_port}/0", timeout: 100ms, '
+                    f"prefix: {REDIS_PREFIX}}}\n")
+    section += "  limits:\n" + RATE_LIMIT_SPECS
+    return section, f"    policies: {{rate_limits: [{RATE_LIMITS[variant.rate_limit]}]}}\n"
+
+
 # Every protection step on, each doing its work on every request: the client
 # (127.0.0.1) is looked up in an allow list, the head measured, the path,
 # query and two headers run through the SQL-injection and XSS checks, and the
@@ -132,6 +176,7 @@ class RunEnv:
     nofile: int
     upstream_port: int = 0
     upstream_h2_port: int = 0
+    redis_port: int = 0                   # the running redis-server's, while a row needs one
     nginx_http2_directive: bool = False   # nginx >= 1.25.1 spells it `http2 on`
     portico_server: tuple = ()            # extra `key: value` lines under Portico's `server:`
 
@@ -304,6 +349,9 @@ def start_portico(env, variant):
     routes += policy
     if variant.protection:
         identity += PROTECTION
+    limits, limit_policy = _portico_rate_limit(env, variant)
+    identity += limits
+    routes += limit_policy
     server_extra = "".join(f"  {line}\n" for line in env.portico_server)
     conf = f"""version: 1
 server:
@@ -326,6 +374,49 @@ routes:
     service = Service("portico", argv, env.server_cpus, f"{d}/stdout.log", signal.SIGINT)
     service.start(port, timeout=60.0)
     return service, port
+
+
+def start_redis(env):
+    """A fresh redis-server on a free loopback port, for the Redis rate-limit
+    rows: nothing persisted, pinned with the servers; fills in env.redis_port."""
+    d = _dir(env, "redis")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", d,
+            "--logfile", f"{d}/redis.log"]
+    service = Service("redis-server", argv, env.server_cpus, f"{d}/stdout.log",
+                      signal.SIGTERM)
+    service.start(port)
+    env.redis_port = port
+    return service
+
+
+def redis_script_calls(port):
+    """Lua script calls (EVAL and EVALSHA) the redis-server on `port` has
+    served: one per round trip of Portico's rate limiter."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"INFO commandstats\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("redis-server closed the connection")
+            data += chunk
+        head, _, body = data.partition(b"\r\n")
+        if not head.startswith(b"$"):
+            raise OSError(f"unexpected answer from redis-server: {head[:80]!r}")
+        want = int(head[1:]) + 2
+        while len(body) < want:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise OSError("redis-server closed the connection")
+            body += chunk
+    calls = 0
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            m = re.search(r"calls=(\d+)", line)
+            calls += int(m.group(1)) if m else 0
+    return calls
 
 
 def start_minimal(env, variant):

@@ -367,3 +367,43 @@ async fn two_gateways_sharing_redis_admit_the_limit_together_and_apply_their_fai
     .await;
     assert!(a.metrics().contains("portico_ratelimit_store_up 1"));
 }
+
+async fn preflight(gw: &Gateway) -> u16 {
+    client()
+        .request(reqwest::Method::OPTIONS, gw.url("/x"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn cors_preflights_are_exempt_by_default_and_counted_when_configured() {
+    let up = Upstream::start("app").await;
+    let policies = "{rate_limits: [two], cors: {origins: [\"https://app.example.com\"]}}";
+    let exempt = gateway(
+        &up,
+        &rate_limiting("    two: {limit: 2, window: 1h, key: client}\n", ""),
+        policies,
+    );
+    for _ in 0..3 {
+        assert_eq!(preflight(&exempt).await, 204);
+    }
+    assert_eq!(statuses(&exempt, "/x", 3, &[]).await, [200, 200, 429]);
+
+    let counted = gateway(
+        &up,
+        &rate_limiting(
+            "    two: {limit: 2, window: 1h, key: client}\n",
+            "  preflight: counted\n",
+        ),
+        policies,
+    );
+    assert_eq!(preflight(&counted).await, 204);
+    assert_eq!(preflight(&counted).await, 204);
+    assert_eq!(preflight(&counted).await, 429);
+    assert_eq!(statuses(&counted, "/x", 1, &[]).await, [429]);
+}

@@ -246,3 +246,7 @@ fn check_breaker(path: &str, spec: &CircuitBreakerSpec, errors: &mut Vec<ConfigE
         }
     }
 }
+
+#[cfg(test)]
+#[path = "traffic_tests.rs"]
+mod tests;
