@@ -15,15 +15,28 @@
 //! [`decide`] evaluates it in integers, multiplied through by `W`
 //! (`prev * (W - elapsed) + (curr + cost) * W <= limit * W`, in `u128`), so
 //! there are neither floats nor rounding on the hot path; the Redis store
-//! uses the same function on the counts its script returns.
+//! uses it as it is on the counts its script returns.
+//!
+//! The local store weighs the previous window more closely: it counts each
+//! window in [`PARTS`] parts, each with the first and last millisecond at
+//! which it counted a request, and takes a part's requests as spread between
+//! those two ([`decide_parts`]). The plain counter takes them as spread over
+//! the whole window, which credits a key with the time it was idle: a key
+//! that starts half-way into a window at twice its limit gets up to 149 % of
+//! the limit in one sliding window and 4.1 % too many over ten windows; with
+//! the parts it gets at most the limit in every sliding window and 99.1 % to
+//! 100 % of it over ten (tests below). The estimate's worst case is two
+//! clumps of requests in one part, at its two ends: up to half of that
+//! part's count too many, for a moment.
 //!
 //! # Storage
 //!
 //! Keys are 64-bit hashes of the key text. They are spread over up to
 //! [`SHARDS`] shards, each a `Mutex<HashMap>` that hashes the key with the
-//! identity (it already is a hash) and holds a 16-byte slot per key (window
-//! index, previous and current count, both `u32` and saturating: a limit
-//! above `u32::MAX` cannot be enforced here). A request locks one shard, once.
+//! identity (it already is a hash) and holds a 104-byte slot per key (the
+//! window index, and for the current and the previous window [`PARTS`]
+//! parts of a `u32` count, saturating, and two `u32` offsets: a limit above
+//! `u32::MAX` cannot be enforced here). A request locks one shard, once.
 //!
 //! # Bounded memory
 //!
@@ -88,33 +101,77 @@ struct Shard {
     sweeps: u32,
 }
 
-/// One key's counts.
+/// The parts a window is counted in.
+pub const PARTS: usize = 4;
+
+/// The requests counted in one part of a window: how many, and the first
+/// and last millisecond (into the window) at which they came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Part {
+    count: u32,
+    first: u32,
+    last: u32,
+}
+
+/// One key's counts: the current and the previous window, each in
+/// [`PARTS`] parts.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// The index of the window `curr` counts.
     window: u64,
-    prev: u32,
-    curr: u32,
+    prev: [Part; PARTS],
+    curr: [Part; PARTS],
 }
 
 impl Slot {
+    fn new(index: u64) -> Slot {
+        Slot {
+            window: index,
+            prev: [Part::default(); PARTS],
+            curr: [Part::default(); PARTS],
+        }
+    }
+
     /// Moves the slot to window `index` (when it is later than its own).
     fn roll(&mut self, index: u64) {
         if index > self.window {
             self.prev = if index == self.window + 1 {
                 self.curr
             } else {
-                0
+                [Part::default(); PARTS]
             };
-            self.curr = 0;
+            self.curr = [Part::default(); PARTS];
             self.window = index;
         }
     }
 
+    /// Counts `cost` at `elapsed` into the slot's window of `window_ms`.
+    fn count(&mut self, cost: u64, elapsed: u64, window_ms: u64) {
+        let at = u32::try_from(elapsed).unwrap_or(u32::MAX);
+        let part = &mut self.curr[part_of(elapsed, window_ms)];
+        if part.count == 0 {
+            (part.first, part.last) = (at, at);
+        } else {
+            (part.first, part.last) = (part.first.min(at), part.last.max(at));
+        }
+        part.count = add_saturating(part.count, cost);
+    }
+
+    fn total(parts: &[Part; PARTS]) -> u64 {
+        parts.iter().map(|p| u64::from(p.count)).sum()
+    }
+
     /// What the slot still weighs: eviction prefers light slots.
     fn weight(&self) -> u64 {
-        u64::from(self.prev) + u64::from(self.curr)
+        Slot::total(&self.prev) + Slot::total(&self.curr)
     }
+}
+
+/// The part of a window that the millisecond `elapsed` falls in.
+fn part_of(elapsed: u64, window_ms: u64) -> usize {
+    let w = u128::from(window_ms.max(1));
+    let index = u128::from(elapsed).min(w - 1) * PARTS as u128 / w;
+    usize::try_from(index).unwrap_or(PARTS - 1).min(PARTS - 1)
 }
 
 /// The keys are already 64-bit hashes: the map uses them as they are.
@@ -139,8 +196,8 @@ impl Hasher for KeyHasher {
 }
 
 impl LocalWindow {
-    /// `max_keys`: the most keys held; memory is bounded by it (about 30
-    /// bytes a key once full, plus the hash tables' spare room).
+    /// `max_keys`: the most keys held; memory is bounded by it (about 113
+    /// bytes a key in the hash tables, which keep up to as much again spare).
     pub fn new(limit: u64, window: Duration, max_keys: usize) -> LocalWindow {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         let max_keys = max_keys.max(1);
@@ -180,16 +237,16 @@ impl LocalWindow {
         if let Some(slot) = shard.slots.get_mut(&key) {
             slot.roll(index);
             let elapsed = if slot.window > index { 0 } else { elapsed };
-            let d = decide(
-                u64::from(slot.prev),
-                u64::from(slot.curr),
+            let d = decide_parts(
+                &slot.prev,
+                Slot::total(&slot.curr),
                 self.limit,
                 self.window_ms,
                 elapsed,
                 cost,
             );
             if d.admitted {
-                slot.curr = add_saturating(slot.curr, cost);
+                slot.count(cost, elapsed, self.window_ms);
             }
             return d;
         }
@@ -198,14 +255,9 @@ impl LocalWindow {
             if shard.slots.len() >= self.shard_cap {
                 shard.make_room(index, self.shard_cap);
             }
-            shard.slots.insert(
-                key,
-                Slot {
-                    window: index,
-                    prev: 0,
-                    curr: add_saturating(0, cost),
-                },
-            );
+            let mut slot = Slot::new(index);
+            slot.count(cost, elapsed, self.window_ms);
+            shard.slots.insert(key, slot);
         }
         d
     }
@@ -269,6 +321,97 @@ fn add_saturating(count: u32, cost: u64) -> u32 {
 /// counts stay usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fixed-point scale of a weighted count.
+const SCALE: u128 = 1 << 16;
+
+/// How many of the previous window's requests the sliding window still
+/// holds at `elapsed` into the current one, scaled by [`SCALE`] and rounded
+/// up: the sliding window covers `[elapsed, W)` of the previous window, and
+/// each part's requests are taken as spread evenly between the first and
+/// the last millisecond at which that part counted one.
+fn still_held(prev: &[Part; PARTS], elapsed_ms: u64) -> u128 {
+    let e = u128::from(elapsed_ms);
+    prev.iter()
+        .filter(|p| p.count > 0)
+        .map(|p| {
+            let (first, last) = (u128::from(p.first), u128::from(p.last.max(p.first)));
+            let width = last + 1 - first;
+            let covered = (last + 1).saturating_sub(e.max(first)).min(width);
+            (u128::from(p.count) * covered * SCALE).div_ceil(width)
+        })
+        .sum()
+}
+
+/// [`decide`] with the previous window weighted by where in it its requests
+/// came (see [`still_held`]) rather than as if they were spread over all of
+/// it. The plain counter credits a key with the part of the previous window
+/// it was idle in: a key that starts half-way into a window gets up to half
+/// a limit too many in the next one. Counting each part of the window with
+/// its own first and last request makes the estimate follow where the
+/// requests came. The weight is turned into the elapsed time at which the
+/// plain formula gives the same weight, rounded to the cautious side, and
+/// `reset` is found for the weighting used.
+fn decide_parts(
+    prev: &[Part; PARTS],
+    curr: u64,
+    limit: u64,
+    window_ms: u64,
+    elapsed_ms: u64,
+    cost: u64,
+) -> Decision {
+    let w = window_ms.max(1);
+    let e = elapsed_ms.min(w);
+    let total = Slot::total(prev);
+    let at = |t: u64| {
+        let e_eff = if total == 0 {
+            w
+        } else {
+            let held = still_held(prev, t);
+            let wide = u128::from(w);
+            // held / (total * SCALE) = (W - e_eff) / W, with e_eff rounded down.
+            let weight = (held * wide).div_ceil(u128::from(total) * SCALE).min(wide);
+            u64::try_from(wide - weight).unwrap_or(0)
+        };
+        decide(total, curr, limit, w, e_eff, cost)
+    };
+    let mut d = at(e);
+    let last_prev = prev
+        .iter()
+        .filter(|p| p.count > 0)
+        .map(|p| u64::from(p.last))
+        .max();
+    if d.admitted {
+        // The `t` of an admitted request: when everything counted has left.
+        let gone = if curr + cost > 0 {
+            2 * w - e
+        } else if last_prev.is_some_and(|l| e <= l) {
+            w - e
+        } else {
+            0
+        };
+        d.reset = Duration::from_millis(gone);
+        return d;
+    }
+    if cost <= limit && curr + cost <= limit && at(w).admitted {
+        // Admitted later in this window, once the previous requests have
+        // left the sliding window: the first such millisecond, by bisection
+        // (what is held only falls as time passes).
+        let (mut lo, mut hi) = (e, w);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if at(mid).admitted {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        d.reset = Duration::from_millis(hi - e);
+        return d;
+    }
+    // Not within this window: the plain counter's figure for the next one.
+    decide(total, curr, limit, w, e, cost)
 }
 
 /// The arithmetic alone, shared with the Redis store: given the previous and
@@ -417,8 +560,6 @@ mod tests {
     /// From the third window on the counter never lets more than the limit
     /// into a sliding window: see the next test.
     #[test]
-    #[ignore = "the sliding window counter overshoots after a mid-window start by up to 49 % \
-                in one sliding window and 4.1 % over ten windows (see the doc comment)"]
     fn a_key_driven_at_twice_its_limit_for_ten_windows_is_admitted_within_two_percent_of_the_limit()
     {
         let (limit, w) = (100u64, 1000u64);
@@ -452,28 +593,49 @@ mod tests {
     }
 
     #[test]
-    fn a_key_driven_at_twice_its_limit_overshoots_only_in_its_second_window() {
+    fn a_key_driven_at_twice_its_limit_never_gets_more_than_it_in_any_sliding_window() {
         let (limit, w) = (100u64, 1000u64);
         let base = 1_700_000_000_000 / w * w;
-        let mut worst = 0;
         for offset in (0..w).step_by(10) {
             let limiter = LocalWindow::new(limit, SECOND, 1000);
             let start = base + offset;
             let admitted = drive(&limiter, 7, start, start + 10 * w, 5);
-            // Steady from the third window on: never above the limit in any
-            // sliding window, and 99 in every window (the 100th request
-            // would have come at the window's end).
-            let (late, _) = max_sliding(&admitted, w, start + 2 * w);
-            assert!((99..=100).contains(&late), "offset {offset}: {late}");
+            let (max, at) = max_sliding(&admitted, w, start);
+            assert!(
+                max <= 100,
+                "offset {offset}: {max} in the window ending at {at}"
+            );
+            // And it is not held far below: 98 to 100 in every full window.
             let windows = per_window(&admitted, base, w);
-            assert!(windows[2..10].iter().all(|&n| n == 99), "{windows:?}");
-            // The transient: at most the first window's count again on top
-            // of the limit (measured: 149 at 500 ms).
-            let (max, _) = max_sliding(&admitted, w, start);
-            assert!(max <= 150, "offset {offset}: {max}");
-            worst = worst.max(max);
+            assert!(
+                windows[1..10].iter().all(|&n| (98..=100).contains(&n)),
+                "offset {offset}: {windows:?}"
+            );
         }
-        assert_eq!(worst, 149);
+    }
+
+    /// Requests in two clumps of one part of the window (its first and last
+    /// millisecond) are the estimate's worst case: they are taken as spread
+    /// between the two, so half the clump at the end is missed half-way
+    /// through the part. The bound: at most one part's count too many.
+    #[test]
+    fn two_clumps_in_one_part_of_a_window_overshoot_by_less_than_that_part_holds() {
+        let (limit, w) = (100u64, 1000u64);
+        let base = 1_700_000_000_000 / w * w;
+        let limiter = LocalWindow::new(limit, SECOND, 1000);
+        // Part 0 covers [0, 250): one request at 0, 99 at 249.
+        assert!(limiter.check(3, base, 1).admitted);
+        for _ in 0..99 {
+            assert!(limiter.check(3, base + 249, 1).admitted);
+        }
+        // At 125 ms into the next window the sliding window still holds the
+        // 99, but the estimate takes half of the 100 as gone.
+        let mut extra = 0;
+        while limiter.check(3, base + w + 125, 1).admitted {
+            extra += 1;
+        }
+        assert!(extra <= 50, "{extra}");
+        assert!(extra > 0, "the worst case is real: {extra}");
     }
 
     #[test]
