@@ -407,3 +407,48 @@ async fn cors_preflights_are_exempt_by_default_and_counted_when_configured() {
     assert_eq!(preflight(&counted).await, 429);
     assert_eq!(statuses(&counted, "/x", 1, &[]).await, [429]);
 }
+
+#[tokio::test]
+async fn a_consumer_at_its_in_flight_cap_is_refused_while_another_consumer_passes() {
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(&format!(
+        "consumers:
+  - {{id: one, credentials: {{api_keys: [\"{}\"]}}}}
+  - {{id: two, credentials: {{api_keys: [\"{}\"]}}}}
+auth: {{methods: [api_key]}}
+{}routes:
+  - {{id: r, upstream: app, policies: {{concurrency: {{per_consumer: 1}}}}}}
+",
+        key_hash("key-one"),
+        key_hash("key-two"),
+        upstreams_yaml(&[&up])
+    ));
+    let url = gw.url("/slow?ms=1500");
+    let held = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-api-key", "key-one")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    eventually(
+        Duration::from_secs(5),
+        "the slow request upstream",
+        || async { up.hits() >= 1 },
+    )
+    .await;
+    let second = get(&gw.url("/x"), &[("x-api-key", "key-one")]).await;
+    assert_eq!(second.status(), 503, "the same consumer's second request");
+    let other = get(&gw.url("/x"), &[("x-api-key", "key-two")]).await;
+    assert_eq!(other.status(), 200, "another consumer is not held back");
+    assert_eq!(held.await.unwrap(), 200);
+    let again = get(&gw.url("/x"), &[("x-api-key", "key-one")]).await;
+    assert_eq!(
+        again.status(),
+        200,
+        "the slot is free once the first is done"
+    );
+}
