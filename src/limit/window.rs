@@ -339,9 +339,28 @@ fn still_held(prev: &[Part; PARTS], elapsed_ms: u64) -> u128 {
             let (first, last) = (u128::from(p.first), u128::from(p.last.max(p.first)));
             let width = last + 1 - first;
             let covered = (last + 1).saturating_sub(e.max(first)).min(width);
-            (u128::from(p.count) * covered * SCALE).div_ceil(width)
+            div_ceil(u128::from(p.count) * covered * SCALE, width)
         })
         .sum()
+}
+
+/// `a / b` rounded up, in 64-bit arithmetic when both fit (a 128-bit
+/// division is a slow library call, and these nearly always fit).
+#[inline]
+fn div_ceil(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a.div_ceil(b.max(1))),
+        _ => a.div_ceil(b.max(1)),
+    }
+}
+
+/// `a / b` rounded down, as [`div_ceil`].
+#[inline]
+fn div_floor(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a / b.max(1)),
+        _ => a / b.max(1),
+    }
 }
 
 /// [`decide`] with the previous window weighted by where in it its requests
@@ -371,7 +390,7 @@ fn decide_parts(
             let held = still_held(prev, t);
             let wide = u128::from(w);
             // held / (total * SCALE) = (W - e_eff) / W, with e_eff rounded down.
-            let weight = (held * wide).div_ceil(u128::from(total) * SCALE).min(wide);
+            let weight = div_ceil(held * wide, u128::from(total) * SCALE).min(wide);
             u64::try_from(wide - weight).unwrap_or(0)
         };
         decide(total, curr, limit, w, e_eff, cost)
@@ -470,7 +489,7 @@ pub fn decide(
     if after <= budget {
         return Decision {
             admitted: true,
-            remaining: u64::try_from((budget - after) / w).unwrap_or(u64::MAX),
+            remaining: u64::try_from(div_floor(budget - after, w)).unwrap_or(u64::MAX),
             reset: ms(all_gone),
         };
     }
@@ -480,12 +499,12 @@ pub fn decide(
         // Admitted once prev * (W - e - t) <= (limit - curr - cost) * W; as
         // it is refused now, prev > 0 and the t found is at least 1.
         let slack = (limit - curr - cost) * w;
-        (w - e) - (slack / prev).min(w - e)
+        (w - e) - div_floor(slack, prev).min(w - e)
     } else {
         // In the next window, at elapsed e' with curr as the previous count:
         // curr * (W - e') <= (limit - cost) * W. Here curr > 0.
         let slack = (limit - cost) * w;
-        (w - e) + (w - (slack / curr).min(w))
+        (w - e) + (w - div_floor(slack, curr).min(w))
     };
     Decision {
         admitted: false,
