@@ -38,6 +38,16 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
+    // The same key under a limit it never reaches: the admission path alone.
+    let limiter = LocalWindow::new(u64::from(u32::MAX), Duration::from_secs(1), 10_000);
+    let mut now = BASE_MS;
+    group.bench_function("one_key_admitted", |b| {
+        b.iter(|| {
+            now += 1;
+            black_box(limiter.check(black_box(key), now, 1))
+        })
+    });
+
     // A million keys, each seen once a rotation, all held (in one hour-long
     // window, so that none goes idle). Shards hold ceil(1M / 64) each and
     // keys do not spread exactly evenly, so the fullest shards evict (and
