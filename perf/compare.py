@@ -2,8 +2,10 @@
 
 Starts one upstream, then, for every scenario and every proxy in turn, a
 fresh proxy in front of it; checks with curl that the proxy answers correctly,
-warms it up, measures it under the scenario's load, and stops it. The tables
-go to perf/RESULTS.md. Everything started is stopped by PID on exit, on
+warms it up, measures it under the scenario's load, and stops it (a row that
+needs Redis gets a fresh redis-server of its own, started before the proxy and
+stopped after it; its CPU time is reported in the notes, not in the proxy's
+column). The tables go to perf/RESULTS.md. Everything started is stopped by PID on exit, on
 SIGINT, SIGTERM and SIGHUP alike.
 
 Exit status: 0 when every proxy answered every check, every load ran and
@@ -25,7 +27,8 @@ import machine
 import procs
 import tables
 from proxies import (BODY_1K, BODY_1M, ROUTE_COUNT, ROUTE_PATH, STARTERS, RunEnv, Variant,
-                     nginx_supports_http2_directive, start_upstream)
+                     nginx_supports_http2_directive, redis_script_calls, start_redis,
+                     start_upstream)
 
 PLAIN = Variant()
 PROXIES = ["nginx", "haproxy", "portico", "minimal_pingora"]
@@ -77,14 +80,23 @@ SCENARIOS = [
              "the consumers' hashes); a JWT checked on every request (HS256, `iss` and `exp`); "
              "the whole security pipeline (IP allow list, size limits, SQL-injection and XSS "
              "checks of path, query and two headers, CORS headers for an allowed Origin, "
-             "and the JWT).",
+             "and the JWT); a rate limit on the route (`key: client`, a limit of 10⁹ an hour "
+             "so nothing is refused: the cost of deciding) counted in the local store, in "
+             "Redis (one round trip per request), and in Redis taking 100 requests per round "
+             "trip (`local_allowance: 100`). The Redis rows run a redis-server of their own "
+             "on the servers' CPU; its CPU time is not in Portico's column but in the notes, "
+             "with the Lua script calls Redis served per request.",
              rows=[("direct", "direct", PLAIN),
                    ("portico (no policy)", "portico", PLAIN),
                    ("portico (access_log to a file)", "portico", Variant(access_log=True)),
                    ("portico (API key)", "portico", Variant(auth="api_key")),
                    ("portico (JWT, HS256)", "portico", Variant(auth="jwt")),
                    ("portico (security pipeline + JWT)", "portico",
-                    Variant(auth="jwt", protection=True))]),
+                    Variant(auth="jwt", protection=True)),
+                   ("portico (rate limit, local)", "portico", Variant(rate_limit="local")),
+                   ("portico (rate limit, Redis)", "portico", Variant(rate_limit="redis")),
+                   ("portico (rate limit, Redis, allowance 100)", "portico",
+                    Variant(rate_limit="redis_batched"))]),
 ]
 
 
@@ -194,21 +206,25 @@ class Run:
         return row
 
     def measure(self, s, kind, variant, conns):
-        service = None
+        service = redis = None
         try:
             if kind == "direct":
                 port = self.env.upstream_h2_port if variant.h2 else self.env.upstream_port
                 accounted = self.upstream
             else:
+                if variant.needs_redis:
+                    redis = start_redis(self.env)
                 service, port = STARTERS[kind](self.env, variant)
                 accounted = service
             problem = loadgen.curl_check(port, s.path, s.size, h2=variant.h2,
                                          headers=variant.headers())
             if problem:
                 raise CheckFailed(problem)
+            if variant.rate_limit:
+                self.check_rate_limited(port, s.path, variant, redis)
             if s.kind == "idle":
                 return self.measure_idle(s, accounted, port)
-            row = self.measure_load(s, accounted, port, conns, variant.headers())
+            row = self.measure_load(s, accounted, port, conns, variant.headers(), redis)
             if variant.access_log and service:
                 log = os.path.join(self.env.workdir, "portico", "access.log")
                 row["notes"] = _join(row.get("notes"), f"access log {_size(log)}")
@@ -216,6 +232,25 @@ class Run:
         finally:
             if service:
                 service.stop()
+            if redis:
+                redis.stop()
+                self.env.redis_port = 0
+
+    def check_rate_limited(self, port, path, variant, redis):
+        """That the rate limit is really applied: the answer carries its
+        RateLimit-Policy header, and a Redis limit has asked Redis."""
+        head = loadgen.response_headers(port, path, variant.headers())
+        if "ratelimit-policy" not in head:
+            raise CheckFailed("no RateLimit-Policy header in the answer: the route's rate "
+                              f"limit is not applied (headers: {', '.join(sorted(head))})")
+        if redis and self.redis_calls() == 0:
+                raise CheckFailed("the Redis rate limit answered without asking Redis")
+
+    def redis_calls(self):
+        try:
+            return redis_script_calls(self.env.redis_port)
+        except (OSError, ValueError) as e:
+            raise loadgen.LoadError(f"cannot read redis-server's command stats: {e}")
 
     def load(self, s, port, conns, seconds, headers=()):
         if s.kind == "h2load":
@@ -225,17 +260,31 @@ class Run:
         return loadgen.wrk(port, s.path, conns, seconds, self.load_threads, self.load_cpus,
                            list(s.headers) + list(headers))
 
-    def measure_load(self, s, service, port, conns, headers=()):
+    def measure_load(self, s, service, port, conns, headers=(), redis=None):
+        """One measured load; `redis`, when given, is a redis-server the proxy
+        uses, accounted apart: its CPU time and script calls go to the notes."""
         if self.args.warmup:
             self.load(s, port, conns, self.args.warmup, headers)
         pids = service.pids()
         cpu_before = procs.cpu_seconds(pids)
+        if redis:
+            redis_pids = redis.pids()
+            redis_cpu_before = procs.cpu_seconds(redis_pids)
+            redis_calls_before = self.redis_calls()
         r = self.load(s, port, conns, self.args.duration, headers)
         pids = sorted(set(pids) | set(service.pids()))
         row = {"rps": r.rps, "requests": r.requests, "p50_us": r.p50_us, "p99_us": r.p99_us,
                "p999_us": r.p999_us, "cpu_s": procs.cpu_seconds(pids) - cpu_before,
                "hwm_kib": procs.memory_kib(pids, "VmHWM")}
         notes = [f"{k.replace('_', ' ')}: {n}" for k, n in r.errors.items()]
+        if redis and r.requests:
+            redis_pids = sorted(set(redis_pids) | set(redis.pids()))
+            redis_cpu = procs.cpu_seconds(redis_pids) - redis_cpu_before
+            calls = self.redis_calls() - redis_calls_before
+            row["redis_cpu_s"] = redis_cpu
+            notes.append(f"Redis: {redis_cpu / r.requests * 1e6:.1f} CPU µs/req (not in the "
+                         f"CPU column), {calls / r.requests:.3f} script calls/req, peak RSS "
+                         f"{procs.memory_kib(redis_pids, 'VmHWM') / 1024:.1f} MiB")
         if r.requests and r.bytes / r.requests < s.size:
             notes.append("responses shorter than the body on average")
         if s.size >= BODY_1M and r.seconds:
@@ -342,6 +391,10 @@ def main(argv):
     shown = [x for i, x in enumerate(argv)
              if x != "--target-dir" and (i == 0 or argv[i - 1] != "--target-dir")]
     info = machine.describe(args, shown, server_cpus, load_cpus)
+    if any(v.needs_redis for s in SCENARIOS if s.key in args.scenarios
+           for _, _, v in (s.rows or [])):
+        info["facts"].append(("redis-server (the Redis rate-limit rows' store)",
+                              machine.first_line(["redis-server", "--version"])))
     started = time.monotonic()
     try:
         for binary in (env.portico_bin, env.minimal_bin):

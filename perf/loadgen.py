@@ -70,6 +70,23 @@ def curl_check(port, path, expected_bytes, h2=False, headers=()):
     return None
 
 
+def response_headers(port, path, headers=()):
+    """The response headers of one HTTP/1.1 GET, names lowercased; {} when
+    curl fails."""
+    argv = ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10", "--http1.1"]
+    for h in headers:
+        argv += ["-H", h]
+    done = _run(argv + [f"http://127.0.0.1:{port}{path}"], 20)
+    if done.returncode != 0:
+        return {}
+    out = {}
+    for line in done.stdout.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip().lower()] = value.strip()
+    return out
+
+
 def wrk(port, path, conns, seconds, threads, cpus, headers=()):
     argv = ["wrk", "-t", str(min(threads, conns)), "-c", str(conns), "-d", f"{seconds}s",
             "--timeout", "5s", "-s", WRK_SCRIPT]

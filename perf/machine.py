@@ -55,7 +55,8 @@ def loadavg():
     return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
-def _first_line(argv):
+def first_line(argv):
+    """The first line a command prints (stdout, else stderr), for versions."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -86,7 +87,7 @@ def _pingora_version():
 
 
 def _portico_commit():
-    head = _first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    head = first_line(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src"],
                            capture_output=True, text=True).stdout.strip()
     return head + (" with uncommitted changes under src/" if dirty else "")
@@ -109,11 +110,11 @@ def describe(args, argv, server_cpus, load_cpus):
         ("command", " ".join(["perf/run.sh"] + argv)),
         ("machine", f"{os.cpu_count()} CPUs (nproc), {_cpu_model()}, {_memory()} memory, "
                     f"Linux {platform.release()}"),
-        ("nginx", _first_line(["nginx", "-v"])),
-        ("haproxy", _first_line(["haproxy", "-v"])),
-        ("wrk", _first_line(["wrk", "-v"])),
-        ("h2load", _first_line(["h2load", "--version"])),
-        ("rustc", _first_line(["rustc", "--version"])),
+        ("nginx", first_line(["nginx", "-v"])),
+        ("haproxy", first_line(["haproxy", "-v"])),
+        ("wrk", first_line(["wrk", "-v"])),
+        ("h2load", first_line(["h2load", "--version"])),
+        ("rustc", first_line(["rustc", "--version"])),
         ("Pingora", _pingora_version()),
         ("Portico", _portico_commit()),
         ("worker threads per proxy", str(args.threads)),

@@ -19,6 +19,10 @@ configured to be comparable with the others:
 The upstream is a separate nginx instance with one worker that serves fixed
 bodies: `/1m` gives 1 MiB, every other path 1 KiB. It also listens for
 cleartext HTTP/2 on a second port, for the direct row of the HTTP/2 scenario.
+
+The Redis rate-limit rows of (g) get a fresh redis-server of their own per
+measurement (Debian's package, on a free loopback port, nothing persisted,
+pinned with the servers), started before Portico and stopped after it.
 """
 
 import base64
@@ -123,17 +127,14 @@ jwt_providers:
 # for). `on_store_failure: closed` turns a Redis failure or timeout into a 503,
 # which the notes count, where the default (`open`) would admit without asking
 # Redis and quietly measure less work than the row claims.
-RATE_LIMITS = {
-    "local": "bench",
-    "redis": "bench_redis",
-    "redis_batched": "bench_batched",
+RATE_LIMITS = {   # Variant.rate_limit -> (limit name, its spec)
+    "local": ("bench", "{limit: 1000000000, window: 1h, key: client}"),
+    "redis": ("bench_redis", "{limit: 1000000000, window: 1h, key: client, store: redis, "
+                             "on_store_failure: closed}"),
+    "redis_batched": ("bench_batched", "{limit: 1000000000, window: 1h, key: client, "
+                                       "store: redis, on_store_failure: closed, "
+                                       "local_allowance: 100}"),
 }
-RATE_LIMIT_SPECS = """    bench: {limit: 1000000000, window: 1h, key: client}
-    bench_redis: {limit: 1000000000, window: 1h, key: client, store: redis,
-                  on_store_failure: closed}
-    bench_batched: {limit: 1000000000, window: 1h, key: client, store: redis,
-                    on_store_failure: closed, local_allowance: 100}
-"""
 REDIS_PREFIX = "perf"
 
 
@@ -149,8 +150,9 @@ def _portico_rate_limit(env, variant):
             raise ValueError("a Redis rate limit needs the harness's redis-server started first")
         section += (f'  redis: {{url: "redis://127.0.0.1:{env.redis_port}/0", timeout: 100ms, '
                     f"prefix: {REDIS_PREFIX}}}\n")
-    section += "  limits:\n" + RATE_LIMIT_SPECS
-    return section, f"    policies: {{rate_limits: [{RATE_LIMITS[variant.rate_limit]}]}}\n"
+    name, spec = RATE_LIMITS[variant.rate_limit]
+    section += f"  limits:\n    {name}: {spec}\n"
+    return section, f"    policies: {{rate_limits: [{name}]}}\n"
 
 
 # Every protection step on, each doing its work on every request: the client

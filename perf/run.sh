@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole load comparison on this machine, on loopback only: Portico,
 # a minimal Pingora proxy, nginx and HAProxy in front of one upstream, each in
-# turn under the same loads; writes perf/RESULTS.md. See perf/README.md.
+# turn under the same loads (and Portico with each policy, its Redis rate
+# limits against a redis-server of the run's own); writes perf/RESULTS.md.
+# See perf/README.md.
 #
 #   perf/run.sh [--smoke] [--duration S] [--threads N] [--scenarios abcdefg] ...
 #   perf/run.sh --help            # every flag
@@ -32,6 +34,7 @@ install_missing() {
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -39,8 +42,8 @@ install_missing() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    # policy-rc.d keeps the packages' own nginx and HAProxy services from
-    # starting: the harness runs its own instances, on ports of its choosing.
+    # policy-rc.d keeps the packages' own nginx, HAProxy and Redis services
+    # from starting: the harness runs its own instances, on ports of its choosing.
     local policy=/usr/sbin/policy-rc.d added_policy=0
     if [ ! -e "$policy" ]; then
       printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null

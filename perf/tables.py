@@ -19,7 +19,9 @@ How to read the tables:
   `done()` script) or from h2load's per-request log.
 - **CPU µs/req**: utime + stime of the proxy's processes (from /proc/PID/stat,
   summed over master and workers) during the measured load, divided by the
-  requests. The direct row shows the upstream nginx's own figure.
+  requests. The direct row shows the upstream nginx's own figure. The Redis
+  rate-limit rows leave their redis-server out of it; their notes give
+  Redis's own CPU µs/req and Lua script calls per request.
 - **peak RSS**: VmHWM summed over the proxy's processes after the load (shared
   pages of nginx's master and workers are counted once per process). Every
   proxy is started fresh for each row, so this is the peak of that row alone;
