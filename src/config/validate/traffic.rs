@@ -125,6 +125,15 @@ fn check_limit(
                 "take from 1 (a round trip per request) to a small share of the limit",
             ))
         }
+        StoreKind::Local if limit.limit > u64::from(u32::MAX) => errors.push(ConfigError::new(
+            format!("{path}.limit"),
+            format!(
+                "{} is more than the local store counts ({})",
+                limit.limit,
+                u32::MAX
+            ),
+            "use a longer window with a smaller limit, or `store: redis`",
+        )),
         StoreKind::Local if limit.max_keys == 0 => errors.push(ConfigError::new(
             format!("{path}.max_keys"),
             "0 keys would hold no count",

@@ -100,6 +100,15 @@ upstreams:
 }
 
 #[test]
+fn a_local_limit_beyond_what_the_local_store_counts_is_refused() {
+    only_error(
+        &limits("    huge: {limit: 5000000000, window: 1d}\n"),
+        "rate_limiting.limits.huge.limit",
+        "more than the local store counts",
+    );
+}
+
+#[test]
 fn a_concurrency_cap_of_nothing_is_refused() {
     only_error(
         &with_section("policies: {concurrency: {queue: 5}}"),
