@@ -76,7 +76,8 @@ fn an_unknown_key_names_the_key_and_lists_the_accepted_ones() {
     let error = only_error(yaml, "listeners[0].port", "unknown key `port`");
     assert_eq!(
         error.fix,
-        "remove it or use one of the accepted keys: address, h2c, tls, https_redirect, proxy_protocol"
+        "remove it or use one of the accepted keys: address, h2c, tls, https_redirect, \
+         proxy_protocol"
     );
 }
 

@@ -366,7 +366,8 @@ impl Inner {
             warn!(
                 redis = %self.addr,
                 error = %error,
-                "Redis rate limit store is unreachable; policies apply their failure mode until it recovers"
+                "Redis rate limit store is unreachable; policies apply their failure mode \
+                 until it recovers"
             );
         }
         if timed_out {
@@ -377,7 +378,8 @@ impl Inner {
                 if matches!(*conn, Conn::Ready(_)) {
                     *conn = Conn::Idle;
                     self.last_ok_ms.store(now, Ordering::Relaxed);
-                    debug!(redis = %self.addr, "dropping a Redis connection that stopped answering");
+                    let redis = &self.addr;
+                    debug!(%redis, "dropping a Redis connection that stopped answering");
                 }
             }
         }

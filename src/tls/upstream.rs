@@ -151,7 +151,10 @@ fn read_client(path: &str, cert: &str, key: &str) -> Result<Arc<CertKey>, String
     // The same check the key gets when the client certificate is offered, so
     // a mismatched pair is refused here rather than at the first connection.
     let signing = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| {
-        format!("{path}.client_key: {key:?} is not a usable key ({e}); fix: use an RSA, ECDSA or Ed25519 key")
+        format!(
+            "{path}.client_key: {key:?} is not a usable key ({e}); fix: use an RSA, ECDSA or \
+             Ed25519 key"
+        )
     })?;
     rustls::sign::CertifiedKey::new(chain.clone(), signing)
         .keys_match()

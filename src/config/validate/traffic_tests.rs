@@ -16,7 +16,8 @@ fn a_full_traffic_section_loads() {
   headers: ietf_and_legacy
   limits:
     burst: {{limit: 20, window: 1s}}
-    daily: {{limit: 10000, window: 1d, key: [consumer, 'header:x-app'], store: redis, local_allowance: 10}}
+    daily: {{limit: 10000, window: 1d, key: [consumer, 'header:x-app'], store: redis,
+             local_allowance: 10}}
   tiers:
     free: [daily]
     internal: exempt
@@ -65,7 +66,8 @@ fn a_redis_limit_without_a_redis_server_is_refused() {
 fn bad_keys_windows_and_limits_are_each_reported() {
     let errors = errors_of(&limits(
         "    a: {limit: 0, window: 1s}\n    b: {limit: 5, window: 10ms}\n    \
-         c: {limit: 5, window: 1s, key: [client, ip]}\n    d: {limit: 5, window: 1s, key: [route, route]}\n",
+         c: {limit: 5, window: 1s, key: [client, ip]}\n    \
+         d: {limit: 5, window: 1s, key: [route, route]}\n",
     ));
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
