@@ -231,6 +231,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
+        // The pool's answer is known now: the circuit hears of it before the
+        // client does, so the client's next request meets the new state.
+        if let Some(attempt) = ctx.circuit.take() {
+            if upstream.status.is_server_error() {
+                attempt.failed();
+            } else {
+                attempt.succeeded();
+            }
+        }
         if let (Some(pool), Some(idx)) = (ctx.pool(), ctx.backend) {
             let outcome = if upstream.status.is_server_error() {
                 Outcome::ServerError

@@ -271,7 +271,8 @@ async fn a_failing_pool_opens_its_circuit_fails_fast_and_closes_after_good_trial
     backends: [{{address: \"{}\"}}]
     passive_health: {{consecutive_failures: 0}}
     retries: 0
-    circuit_breaker: {{error_rate: 0.5, min_requests: 4, window: 10s, open_for: 1s, half_open_requests: 1}}
+    circuit_breaker: {{error_rate: 0.5, min_requests: 4, window: 10s, open_for: 2s,
+                      half_open_requests: 1}}
 routes:
   - {{id: r, upstream: app}}
 ",
