@@ -108,21 +108,15 @@ impl Metrics {
         )
         .expect("static metric definition is valid");
         for c in [
-            Box::new(ratelimit_rejected.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(concurrency_rejected.clone()),
-            Box::new(ratelimit_store_up.clone()),
-            Box::new(ratelimit_store_errors.clone()),
-            Box::new(circuit_state.clone()),
-        ] {
-            registry
-                .register(c)
-                .expect("each metric is registered once");
-        }
-        for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(connect_failures.clone()),
             Box::new(backend_healthy.clone()),
+            Box::new(ratelimit_rejected.clone()),
+            Box::new(concurrency_rejected.clone()),
+            Box::new(ratelimit_store_up.clone()),
+            Box::new(ratelimit_store_errors.clone()),
+            Box::new(circuit_state.clone()),
         ] {
             registry
                 .register(c)

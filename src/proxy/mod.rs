@@ -329,16 +329,14 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // Still held only when no response header came from the pool (the
+        // upstream response filter reports those): a failure when the pool
+        // was tried and did not answer.
         if let Some(attempt) = ctx.circuit.take() {
-            // A failure of the pool: no answer from it, or a 5xx answer.
-            let upstream_failed =
-                matches!(
-                    ctx.failure,
-                    Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
-                ) || (e.is_some() && ctx.backend.is_some() && ctx.upstream_latency.is_none())
-                    || session
-                        .response_written()
-                        .is_some_and(|r| r.status.is_server_error() && ctx.failure.is_none());
+            let upstream_failed = matches!(
+                ctx.failure,
+                Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
+            ) || (e.is_some() && ctx.backend.is_some());
             if upstream_failed {
                 attempt.failed();
             } else {

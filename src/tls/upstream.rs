@@ -118,30 +118,37 @@ impl UpstreamTls {
 /// Each certificate is parsed here, since Pingora's wrapper panics on one it
 /// cannot parse.
 fn read_ca(at: &str, file: &str) -> Result<Arc<[WrappedX509]>, String> {
-    let certs = read_certificates(at, file)?;
-    let mut ca = Vec::with_capacity(certs.len());
-    for cert in certs {
-        if let Err(e) = X509Certificate::from_der(&cert) {
-            return Err(format!(
-                "{at}: a certificate in {file:?} cannot be parsed ({e}); fix: list valid \
-                 X.509 CA certificates"
-            ));
-        }
-        ca.push(WrappedX509::new(cert.to_vec(), parse_x509));
-    }
+    let certs = read_parsed(at, file, "list valid X.509 CA certificates")?;
+    let ca: Vec<WrappedX509> = certs
+        .into_iter()
+        .map(|cert| WrappedX509::new(cert.to_vec(), parse_x509))
+        .collect();
     Ok(Arc::from(ca))
 }
 
-fn read_client(path: &str, cert: &str, key: &str) -> Result<Arc<CertKey>, String> {
-    let chain = read_certificates(&format!("{path}.client_cert"), cert)?;
-    for c in &chain {
-        if let Err(e) = X509Certificate::from_der(c) {
+/// The certificates of a PEM file, each checked to parse as X.509.
+fn read_parsed(
+    at: &str,
+    file: &str,
+    fix: &str,
+) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+    let certs = read_certificates(at, file)?;
+    for cert in &certs {
+        if let Err(e) = X509Certificate::from_der(cert) {
             return Err(format!(
-                "{path}.client_cert: a certificate in {cert:?} cannot be parsed ({e}); fix: \
-                 give the client certificate, then its intermediates, as PEM"
+                "{at}: a certificate in {file:?} cannot be parsed ({e}); fix: {fix}"
             ));
         }
     }
+    Ok(certs)
+}
+
+fn read_client(path: &str, cert: &str, key: &str) -> Result<Arc<CertKey>, String> {
+    let chain = read_parsed(
+        &format!("{path}.client_cert"),
+        cert,
+        "give the client certificate, then its intermediates, as PEM",
+    )?;
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         format!(
             "{path}.client_key: cannot read a private key from {key:?} ({e}); fix: give a PEM \

@@ -40,6 +40,14 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A route `/ID` to upstream `app` under the one rate limit `limit`.
+fn limited_route(id: &str, limit: &str) -> String {
+    format!(
+        "  - {{id: {id}, match: {{path: {{prefix: /{id}}}}}, upstream: app, \
+         policies: {{rate_limits: [{limit}]}}}}\n"
+    )
+}
+
 /// The statuses of `n` GETs of `path`, in order.
 async fn statuses(gw: &Gateway, path: &str, n: usize, headers: &[(&str, &str)]) -> Vec<u16> {
     let mut out = Vec::with_capacity(n);
@@ -138,12 +146,12 @@ async fn a_limit_shared_by_two_routes_is_one_budget_unless_its_key_names_the_rou
     );
     let gw = Gateway::start(&format!(
         "{top}{}routes:
-  - {{id: a, match: {{path: {{prefix: /a}}}}, upstream: app, policies: {{rate_limits: [shared]}}}}
-  - {{id: b, match: {{path: {{prefix: /b}}}}, upstream: app, policies: {{rate_limits: [shared]}}}}
-  - {{id: c, match: {{path: {{prefix: /c}}}}, upstream: app, policies: {{rate_limits: [per_route]}}}}
-  - {{id: d, match: {{path: {{prefix: /d}}}}, upstream: app, policies: {{rate_limits: [per_route]}}}}
-",
-        upstreams_yaml(&[&up])
+{}{}{}{}",
+        upstreams_yaml(&[&up]),
+        limited_route("a", "shared"),
+        limited_route("b", "shared"),
+        limited_route("c", "per_route"),
+        limited_route("d", "per_route"),
     ));
     let shared = [
         statuses(&gw, "/a", 3, &[]).await,
@@ -318,11 +326,11 @@ fn cluster_gateway(up: &Upstream, redis: &RedisServer) -> Gateway {
     );
     Gateway::start(&format!(
         "{top}{}routes:
-  - {{id: shared, match: {{path: {{prefix: /shared}}}}, upstream: app, policies: {{rate_limits: [shared]}}}}
-  - {{id: open, match: {{path: {{prefix: /open}}}}, upstream: app, policies: {{rate_limits: [open]}}}}
-  - {{id: closed, match: {{path: {{prefix: /closed}}}}, upstream: app, policies: {{rate_limits: [closed]}}}}
-",
-        upstreams_yaml(&[up])
+{}{}{}",
+        upstreams_yaml(&[up]),
+        limited_route("shared", "shared"),
+        limited_route("open", "open"),
+        limited_route("closed", "closed"),
     ))
 }
 
