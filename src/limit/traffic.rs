@@ -119,7 +119,7 @@ pub struct Traffic {
     limits: Vec<Arc<Limit>>,
     /// By route index: the limits that apply, by index in `limits`.
     route_limits: Vec<Vec<usize>>,
-    route_concurrency: Vec<Option<RouteConcurrency>>,
+    route_concurrency: Vec<Option<Arc<RouteConcurrency>>>,
     tiers: HashMap<String, Tier>,
     pub headers: HeaderStyle,
     preflight: PreflightRule,
@@ -171,18 +171,23 @@ impl Traffic {
                 .collect()
         };
         let file_limits = config.policies.rate_limits.as_deref().unwrap_or(&[]);
-        let file_concurrency = config.policies.concurrency.as_ref();
+        // Routes that inherit the file's caps share one pair of limiters:
+        // their keys carry the route index, so each route keeps its own
+        // count, and a table of many routes does not build a sketch each.
+        let file_concurrency = config
+            .policies
+            .concurrency
+            .as_ref()
+            .map(|spec| Arc::new(compile_concurrency(spec)));
         let mut route_limits = Vec::with_capacity(config.routes.len());
         let mut route_concurrency = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let own = &route.policies;
             route_limits.push(resolve(own.rate_limits.as_deref().unwrap_or(file_limits)));
-            route_concurrency.push(
-                own.concurrency
-                    .as_ref()
-                    .or(file_concurrency)
-                    .map(compile_concurrency),
-            );
+            route_concurrency.push(match &own.concurrency {
+                Some(spec) => Some(Arc::new(compile_concurrency(spec))),
+                None => file_concurrency.clone(),
+            });
         }
         let tiers = spec
             .tiers
