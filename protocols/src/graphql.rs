@@ -1,0 +1,1 @@
+//! GraphQL requests: parsing, operation selection and the limits a gateway enforces.

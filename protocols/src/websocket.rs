@@ -1,0 +1,1 @@
+//! WebSocket (RFC 6455): handshake checks and an incremental frame parser.
