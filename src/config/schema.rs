@@ -557,11 +557,20 @@ pub struct RewriteSpec {
 }
 
 mod auth;
+mod graphql;
+mod grpc;
 mod policy;
 mod traffic;
+mod websocket;
 pub use auth::*;
+#[allow(unused_imports)]
+pub use graphql::*;
+#[allow(unused_imports)]
+pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;
+#[allow(unused_imports)]
+pub use websocket::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]

@@ -12,9 +12,12 @@
 
 pub mod ctx;
 pub mod error;
+pub mod graphql;
+pub mod grpc;
 pub mod handover;
 pub mod headers;
 mod protect;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,1 @@
+//! The `graphql` settings of a route or an upstream.

@@ -1,0 +1,1 @@
+//! The `grpc` settings of a route or an upstream.

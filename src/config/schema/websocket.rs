@@ -1,0 +1,1 @@
+//! The `websocket` settings of a route or an upstream.

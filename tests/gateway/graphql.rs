@@ -1,0 +1,1 @@
+//! GraphQL through the gateway: real queries against a small GraphQL upstream.

@@ -1,0 +1,1 @@
+//! gRPC through the gateway: a real tonic server and client.

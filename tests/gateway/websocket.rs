@@ -1,0 +1,1 @@
+//! WebSocket through the gateway: a real tokio-tungstenite server and client.
