@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::limit::traffic::Traffic;
 use crate::policy::Policies;
+use crate::proxy::graphql::GraphqlRoute;
 use crate::router::Router;
 use crate::tls::upstream::UpstreamTls;
 use crate::tls::Listeners;
@@ -41,6 +42,8 @@ pub struct Snapshot {
     pub listeners: Listeners,
     /// Rate limits, in-flight caps and consumer tiers.
     pub traffic: Traffic,
+    /// Each route's GraphQL limits and operation routing, by route index.
+    pub graphql: Vec<Option<GraphqlRoute>>,
 }
 
 impl Snapshot {
@@ -90,6 +93,10 @@ impl Snapshot {
         if let Err(problems) = &traffic {
             errors.extend(problems.iter().cloned());
         }
+        let graphql = GraphqlRoute::build_all(&config, &pools).unwrap_or_else(|problems| {
+            errors.extend(problems);
+            Vec::new()
+        });
         let (auth, policies, listeners, traffic) = match (auth, policies, listeners, traffic) {
             (Ok(auth), Ok(policies), Ok(listeners), Ok(traffic)) if errors.is_empty() => {
                 (auth, policies, listeners, traffic)
@@ -105,6 +112,7 @@ impl Snapshot {
             route_pools,
             auth,
             policies,
+            graphql,
         })
     }
 

@@ -14,7 +14,7 @@ use serde_path_to_error::Segment;
 
 use super::env::{expand_tree, key_text};
 use super::schema::{
-    AccessLogSpec, AdminSpec, Config, ConsumerSpec, IdentitySpec, IntrospectionSpec,
+    AccessLogSpec, AdminSpec, Config, ConsumerSpec, GraphqlSpec, IdentitySpec, IntrospectionSpec,
     JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RateLimitingSpec, RouteAuthSpec,
     RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
 };
@@ -58,6 +58,8 @@ pub(crate) struct Draft {
     pub routes: Vec<(usize, RouteSpec)>,
     /// The `auth` of each route in `routes`, at the same position.
     pub route_auth: Vec<Option<RouteAuthSpec>>,
+    /// The `graphql` of each route in `routes`, at the same position.
+    pub route_graphql: Vec<Option<GraphqlSpec>>,
     pub identity: Option<IdentitySpec>,
     pub consumers: Vec<(usize, ConsumerSpec)>,
     pub jwt_providers: Vec<(String, JwtProviderSpec)>,
@@ -92,6 +94,7 @@ impl Draft {
             introspection: self.introspection.into_iter().collect(),
             auth: self.auth,
             route_auth: self.route_auth,
+            route_graphql: self.route_graphql,
             policies: self.policies.unwrap_or_default(),
             rate_limiting: self.rate_limiting.unwrap_or_default(),
         }
@@ -157,6 +160,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
         upstream_names: Vec::new(),
         routes: Vec::new(),
         route_auth: Vec::new(),
+        route_graphql: Vec::new(),
         identity: Some(IdentitySpec::default()),
         consumers: Vec::new(),
         jwt_providers: Vec::new(),
@@ -282,17 +286,19 @@ fn read_routes(value: Value, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
     };
     for (i, mut item) in items.into_iter().enumerate() {
         let path = index_path("routes", i);
-        // `auth` is read on its own, so a route's shape stays `RouteSpec`.
-        let auth = match &mut item {
-            Value::Mapping(map) => map.remove("auth"),
+        // `auth` and `graphql` are read on their own, so a route's shape
+        // stays `RouteSpec`.
+        let mut own = |key: &str| match &mut item {
+            Value::Mapping(map) => map.remove(key).filter(|value| !value.is_null()),
             _ => None,
         };
-        let auth = auth
-            .filter(|value| !value.is_null())
-            .and_then(|value| part(value, &format!("{path}.auth"), errors));
+        let (auth, graphql) = (own("auth"), own("graphql"));
+        let auth = auth.and_then(|value| part(value, &format!("{path}.auth"), errors));
+        let graphql = graphql.and_then(|value| part(value, &format!("{path}.graphql"), errors));
         if let Some(route) = part(item, &path, errors) {
             draft.routes.push((i, route));
             draft.route_auth.push(auth);
+            draft.route_graphql.push(graphql);
         }
     }
 }

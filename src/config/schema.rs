@@ -58,6 +58,10 @@ pub struct Config {
     /// and benchmarks build directly.
     #[serde(skip)]
     pub route_auth: Vec<Option<RouteAuthSpec>>,
+    /// Each route's `graphql` settings (written as `routes[].graphql`), by
+    /// route index; read beside each [`RouteSpec`] like `route_auth`.
+    #[serde(skip)]
+    pub route_graphql: Vec<Option<GraphqlSpec>>,
     /// IP filter, size limits, threat protection and CORS every route
     /// inherits; see [`PoliciesSpec`] for how a route's own combine with them.
     #[serde(default)]

@@ -4,6 +4,7 @@
 //! problem. The same pass normalises what the router compares without regard
 //! to case: methods are uppercased and hosts lowercased.
 
+mod graphql;
 mod identity;
 mod policy;
 mod routes;
@@ -38,6 +39,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     identity::check(draft, &mut errors);
     policy::check(draft, &mut errors);
     traffic::check(draft, &mut errors);
+    graphql::check(draft, &mut errors);
     errors
 }
 

@@ -56,6 +56,10 @@ pub struct RequestCtx {
     pub slots: Option<Slots>,
     /// This request's place in its pool's circuit breaker.
     pub circuit: Option<Attempt>,
+    /// The pool a GraphQL route's operation rules chose, over the route's.
+    pub pool_override: Option<Arc<crate::upstream::Pool>>,
+    /// The GraphQL error response for a refused GraphQL request.
+    pub graphql_answer: Option<super::graphql::GraphqlAnswer>,
 }
 
 impl RequestCtx {
@@ -83,6 +87,8 @@ impl RequestCtx {
             rate: None,
             slots: None,
             circuit: None,
+            pool_override: None,
+            graphql_answer: None,
         }
     }
 
@@ -94,8 +100,11 @@ impl RequestCtx {
             .unwrap_or("-")
     }
 
-    /// The pool of the matched route.
+    /// The pool of the matched route, or the one its GraphQL operation
+    /// rules chose.
     pub fn pool(&self) -> Option<&Arc<crate::upstream::Pool>> {
-        self.route.and_then(|i| self.snapshot.route_pools.get(i))
+        self.pool_override
+            .as_ref()
+            .or_else(|| self.route.and_then(|i| self.snapshot.route_pools.get(i)))
     }
 }

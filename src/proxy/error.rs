@@ -60,6 +60,9 @@ pub enum Failure {
     UpstreamTimeout,
     /// A bug or resource problem inside Portico.
     Internal,
+    /// A GraphQL request refused by its route's GraphQL step, with the
+    /// status its error response carries and its `extensions.code`.
+    Graphql { status: u16, code: &'static str },
 }
 
 impl Failure {
@@ -81,6 +84,7 @@ impl Failure {
             Failure::UpstreamFailed => 502,
             Failure::UpstreamTimeout => 504,
             Failure::Internal => 500,
+            Failure::Graphql { status, .. } => status,
         }
     }
 
@@ -105,6 +109,7 @@ impl Failure {
             Failure::UpstreamFailed => "upstream_failed",
             Failure::UpstreamTimeout => "upstream_timeout",
             Failure::Internal => "internal_error",
+            Failure::Graphql { code, .. } => code,
         }
     }
 
@@ -128,6 +133,7 @@ impl Failure {
             Failure::UpstreamFailed => "the upstream refused or reset the connection",
             Failure::UpstreamTimeout => "the upstream did not answer in time",
             Failure::Internal => "internal gateway error",
+            Failure::Graphql { .. } => "the GraphQL request was refused",
         }
     }
 
@@ -176,18 +182,59 @@ pub async fn respond_with(
     request_id: &str,
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
+    let body = render_json(failure, request_id);
+    let content_type = "application/json";
+    write_answer(
+        session,
+        failure.status(),
+        content_type,
+        body,
+        request_id,
+        extra,
+    )
+    .await;
+}
+
+/// Writes a refused GraphQL request's error response (see
+/// [`super::graphql`]), with `extra` header fields as [`respond_with`] does.
+pub async fn respond_graphql(
+    session: &mut Session,
+    answer: super::graphql::GraphqlAnswer,
+    request_id: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) {
+    let status = answer.status;
+    write_answer(
+        session,
+        status,
+        answer.content_type,
+        answer.body,
+        request_id,
+        extra,
+    )
+    .await;
+}
+
+async fn write_answer(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: String,
+    request_id: &str,
+    extra: &[(http::HeaderName, http::HeaderValue)],
+) {
     if session.response_written().is_some() {
         return;
     }
-    let body = Bytes::from(render_json(failure, request_id));
-    let Ok(mut header) = ResponseHeader::build(failure.status(), Some(4 + extra.len())) else {
+    let body = Bytes::from(body);
+    let Ok(mut header) = ResponseHeader::build(status, Some(4 + extra.len())) else {
         return;
     };
     for (name, value) in extra {
         let _ = header.append_header(name.clone(), value.clone());
     }
     let headers = [
-        ("content-type", "application/json"),
+        ("content-type", content_type),
         ("content-length", &body.len().to_string()),
         ("x-request-id", request_id),
         ("cache-control", "no-store"),

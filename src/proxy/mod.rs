@@ -3,8 +3,8 @@
 //!
 //! Order for one request: `early_request_filter` (connection settings) →
 //! `request_filter` (request id, client address, path normalisation, route
-//! match, authentication and authorisation; a rejection is answered here and
-//! never reaches an upstream) →
+//! match, authentication and authorisation, GraphQL analysis and operation
+//! routing; a rejection is answered here and never reaches an upstream) →
 //! `upstream_peer` (backend choice, once per try) → `upstream_request_filter`
 //! (forwarding headers, identity headers, rewritten path, host) → `upstream_response_filter`
 //! (passive health) → `response_filter` → `logging` (access log, metrics).
@@ -95,7 +95,10 @@ impl ProxyHttp for Gateway {
         );
         extra.extend(hsts_field(ctx));
         extra.extend(rate_fields(ctx, Some(failure)));
-        error::respond_with(session, failure, &ctx.request_id, &extra).await;
+        match ctx.graphql_answer.take() {
+            Some(answer) => error::respond_graphql(session, answer, &ctx.request_id, &extra).await,
+            None => error::respond_with(session, failure, &ctx.request_id, &extra).await,
+        }
         Ok(true)
     }
 
@@ -535,6 +538,7 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Fail
     }
     authenticate(session, ctx).await?;
     limit_traffic(session, ctx).await?;
+    graphql::admit(session, ctx).await?;
     Ok(false)
 }
 
