@@ -445,3 +445,36 @@ async fn a_mutation_over_get_and_malformed_requests_never_reach_the_upstream() {
     assert_eq!(answer(resp).await.status, 415);
     assert_eq!(api.hits(), 0);
 }
+
+#[tokio::test]
+async fn a_body_read_before_routing_is_sent_again_when_the_first_backend_refuses() {
+    let api = GraphqlUpstream::start("api").await;
+    let dead = crate::support::free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  api:
+    backends: [{{ address: \"127.0.0.1:{dead}\" }}, {{ address: \"{}\" }}]
+    retries: 1
+routes:
+  - id: gql
+    match: {{ path: {{ exact: /graphql }} }}
+    upstream: api
+    graphql: {{ max_depth: 5 }}
+",
+        api.addr
+    ));
+    let body = query("mutation Save { save(text: \"once\") }");
+    for _ in 0..4 {
+        let got = post(&gw, body.clone(), None).await;
+        assert_eq!(got.json["data"]["name"], "Save");
+    }
+    let received = api.received();
+    assert_eq!(received.len(), 4);
+    assert!(received.iter().all(|r| r.body == body.as_bytes()));
+    // The dead backend was tried: the retries above were real.
+    let refused = gw
+        .metrics()
+        .lines()
+        .any(|l| l.starts_with("portico_upstream_connect_failures_total{") && !l.ends_with(" 0"));
+    assert!(refused, "no connect failure was counted");
+}
