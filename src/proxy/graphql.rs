@@ -7,6 +7,11 @@
 //! is kept and, when the upstream is connected, sent to it first as the whole
 //! body, byte for byte. That buffer holds 64 KiB, which caps GraphQL bodies;
 //! a larger one is refused with 413, never truncated.
+//!
+//! Known limitations: refusals by earlier steps (authentication, rate limits)
+//! keep the gateway's JSON error shape, not a GraphQL `errors` array; and a
+//! subscription is routed at its WebSocket upgrade by type alone, since its
+//! operations travel inside the stream, where they are not analysed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

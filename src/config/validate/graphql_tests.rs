@@ -85,3 +85,11 @@ fn an_unknown_operation_type_or_key_is_rejected_with_its_path() {
     let yaml = with_route("{id: gql, upstream: users, graphql: {max_dept: 3}}");
     assert!(errors_of(&yaml)[0].path.starts_with("routes[0].graphql"));
 }
+
+#[test]
+fn the_graphql_example_file_loads() {
+    let text = include_str!("../../../conf/examples/graphql.yaml");
+    let config = load_str_with_env(text, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let spec = config.route_graphql[0].as_ref().unwrap();
+    assert_eq!(spec.operations.len(), 4);
+}
