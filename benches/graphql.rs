@@ -1,7 +1,8 @@
 //! GraphQL analysis as a GraphQL route meets it: the body taken apart, the
 //! document parsed and measured with fragments expanded, and the route's
 //! limits judged, for a small, a medium and a large query. Criterion prints
-//! the time per request and the bytes of body analysed per second.
+//! the time per request and the bytes of body analysed per second; the
+//! parser alone is measured beside it for scale.
 
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -73,6 +74,15 @@ fn analysis(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(q.len() as u64));
         group.bench_with_input(BenchmarkId::new(*name, q.len()), q, |b, q| {
             b.iter(|| analyse(black_box(q), Some("Page"), None).expect("bench query parses"))
+        });
+    }
+    group.finish();
+    // The parser alone, for scale: what analysis adds on top of it.
+    let mut group = c.benchmark_group("graphql_parser_only");
+    for (name, q) in &sizes {
+        group.throughput(Throughput::Bytes(q.len() as u64));
+        group.bench_with_input(BenchmarkId::new(*name, q.len()), q, |b, q| {
+            b.iter(|| async_graphql_parser::parse_query(black_box(q)).expect("bench query parses"))
         });
     }
     group.finish();

@@ -53,7 +53,7 @@ fn check_spec(path: &str, spec: &GraphqlSpec, upstreams: &[String], errors: &mut
         }
     }
     for (j, rule) in spec.operations.iter().enumerate() {
-        if upstreams.iter().any(|name| *name == rule.upstream) {
+        if upstreams.contains(&rule.upstream) {
             continue;
         }
         errors.push(ConfigError::new(
