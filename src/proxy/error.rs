@@ -113,7 +113,8 @@ impl Failure {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// A sentence for people, written into the response body.
+    pub fn message(self) -> &'static str {
         match self {
             Failure::BadRequest(why) => why,
             Failure::ClientTimeout => "the request was not received in time",

@@ -8,10 +8,12 @@
 //! body, byte for byte. That buffer holds 64 KiB, which caps GraphQL bodies;
 //! a larger one is refused with 413, never truncated.
 //!
-//! Known limitations: refusals by earlier steps (authentication, rate limits)
-//! keep the gateway's JSON error shape, not a GraphQL `errors` array; and a
-//! subscription is routed at its WebSocket upgrade by type alone, since its
-//! operations travel inside the stream, where they are not analysed.
+//! Every other answer Portico gives on a GraphQL route (authentication, rate
+//! limits, upstream failures) is written in the same GraphQL error shape.
+//!
+//! Known limitation: a subscription is routed at its WebSocket upgrade by
+//! type alone, since its operations travel inside the stream, where they are
+//! not analysed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -158,11 +160,7 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Fa
         return Ok(());
     };
     let req = session.req_header();
-    let modern = req
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(accepts_graphql_response_json);
+    let modern = wants_graphql_response_json(req);
     if is_websocket_upgrade(req) {
         // Subscriptions travel over WebSocket; the operations are inside the
         // stream, so the upgrade itself picks the subscription pool.
@@ -185,17 +183,56 @@ fn refuse(ctx: &mut RequestCtx, rejection: &Rejection, modern: bool) -> Failure 
     let status = rejection.status(modern);
     ctx.graphql_answer = Some(GraphqlAnswer {
         status,
-        content_type: if modern {
-            "application/graphql-response+json; charset=utf-8"
-        } else {
-            "application/json; charset=utf-8"
-        },
-        body: rejection.to_json(),
+        content_type: content_type(modern),
+        body: error_body(&rejection.message, rejection.code, &ctx.request_id),
     });
     Failure::Graphql {
         status,
         code: rejection.code,
     }
+}
+
+/// The GraphQL error response for a failure of another step (or of the
+/// upstream) on a GraphQL route; `None` elsewhere. Such failures deny the
+/// request before or outside GraphQL execution, so they keep their HTTP
+/// status whatever the client accepts, as the GraphQL-over-HTTP spec asks.
+pub fn answer_for(session: &Session, ctx: &RequestCtx, failure: Failure) -> Option<GraphqlAnswer> {
+    ctx.route
+        .and_then(|i| ctx.snapshot.graphql.get(i)?.as_ref())?;
+    let modern = wants_graphql_response_json(session.req_header());
+    let code = failure.code().to_ascii_uppercase();
+    Some(GraphqlAnswer {
+        status: failure.status(),
+        content_type: content_type(modern),
+        body: error_body(failure.message(), &code, &ctx.request_id),
+    })
+}
+
+/// A GraphQL error response: one error, its code and the request id in
+/// `extensions`, and no `data` (nothing was executed).
+fn error_body(message: &str, code: &str, request_id: &str) -> String {
+    serde_json::json!({
+        "errors": [{
+            "message": message,
+            "extensions": { "code": code, "request_id": request_id },
+        }]
+    })
+    .to_string()
+}
+
+fn content_type(modern: bool) -> &'static str {
+    if modern {
+        "application/graphql-response+json; charset=utf-8"
+    } else {
+        "application/json; charset=utf-8"
+    }
+}
+
+fn wants_graphql_response_json(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_graphql_response_json)
 }
 
 /// Takes the GraphQL request out of the HTTP one and judges it.

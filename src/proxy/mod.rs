@@ -95,7 +95,8 @@ impl ProxyHttp for Gateway {
         );
         extra.extend(hsts_field(ctx));
         extra.extend(rate_fields(ctx, Some(failure)));
-        match ctx.graphql_answer.take() {
+        let graphql = ctx.graphql_answer.take();
+        match graphql.or_else(|| graphql::answer_for(session, ctx, failure)) {
             Some(answer) => error::respond_graphql(session, answer, &ctx.request_id, &extra).await,
             None => error::respond_with(session, failure, &ctx.request_id, &extra).await,
         }
@@ -327,7 +328,10 @@ impl ProxyHttp for Gateway {
         session.set_keepalive(None);
         let mut extra = hsts_field(ctx);
         extra.extend(rate_fields(ctx, Some(failure)));
-        error::respond_with(session, failure, &ctx.request_id, &extra).await;
+        match graphql::answer_for(session, ctx, failure) {
+            Some(answer) => error::respond_graphql(session, answer, &ctx.request_id, &extra).await,
+            None => error::respond_with(session, failure, &ctx.request_id, &extra).await,
+        }
         FailToProxy {
             error_code: failure.status(),
             can_reuse_downstream: false,

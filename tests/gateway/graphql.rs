@@ -478,3 +478,44 @@ routes:
         .any(|l| l.starts_with("portico_upstream_connect_failures_total{") && !l.ends_with(" 0"));
     assert!(refused, "no connect failure was counted");
 }
+
+#[tokio::test]
+async fn the_gateways_other_refusals_on_a_graphql_route_are_graphql_errors_too() {
+    let dead = crate::support::free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  gone:
+    backends: [{{ address: \"127.0.0.1:{dead}\" }}]
+routes:
+  - id: gql
+    match: {{ path: {{ exact: /graphql }} }}
+    upstream: gone
+    graphql: {{ max_depth: 5 }}
+  - id: walled
+    match: {{ path: {{ exact: /walled }} }}
+    upstream: gone
+    policies: {{ ip_filter: {{ deny: [127.0.0.0/8] }} }}
+    graphql: {{ max_depth: 5 }}
+"
+    ));
+    let unreachable = post(&gw, query("{ me }"), Some(MODERN)).await;
+    assert_eq!(
+        (unreachable.status, code(&unreachable)),
+        (502, "UPSTREAM_FAILED")
+    );
+    assert!(unreachable.content_type.starts_with(MODERN));
+    assert_eq!(
+        unreachable.json["errors"][0]["extensions"]["request_id"],
+        json!(unreachable.request_id)
+    );
+    let resp = client()
+        .post(gw.url("/walled"))
+        .header("content-type", "application/json")
+        .body(query("{ me }"))
+        .send()
+        .await
+        .unwrap();
+    let denied = answer(resp).await;
+    assert_eq!((denied.status, code(&denied)), (403, "IP_DENIED"));
+    assert!(denied.content_type.starts_with("application/json"));
+}
