@@ -519,3 +519,25 @@ routes:
     assert_eq!((denied.status, code(&denied)), (403, "IP_DENIED"));
     assert!(denied.content_type.starts_with("application/json"));
 }
+
+#[tokio::test]
+async fn a_body_threat_protection_already_read_is_analysed_and_forwarded_whole() {
+    let api = GraphqlUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}routes:
+  - id: gql
+    match: {{ path: {{ exact: /graphql }} }}
+    upstream: api
+    policies: {{ threat_protection: {{ body_limit: 16KiB }} }}
+    graphql: {{ max_aliases: 1 }}
+",
+        api.yaml()
+    ));
+    let body = query("query Fine { me { name } }");
+    let got = post(&gw, body.clone(), None).await;
+    assert_eq!(got.json["data"]["name"], "Fine");
+    assert_eq!(api.received()[0].body, body.as_bytes());
+    let aliased = post(&gw, query("{ a: me b: me }"), None).await;
+    assert_eq!(code(&aliased), "ALIAS_LIMIT_EXCEEDED");
+    assert_eq!(api.hits(), 1);
+}
