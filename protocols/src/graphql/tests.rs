@@ -338,7 +338,11 @@ proptest! {
         qs in "[a-zA-Z=&%+0-9{}\"]{0,100}",
     ) {
         for ct in ["application/json", "application/graphql"] {
-            let t = Transport::Post { content_type: Some(ct), query_string: Some(&qs), body: &body };
+            let t = Transport::Post {
+                content_type: Some(ct),
+                query_string: Some(&qs),
+                body: &body,
+            };
             if let Ok(ex) = extract(t) {
                 let _ = inspect(&Limits::default(), &ex, false);
             }
