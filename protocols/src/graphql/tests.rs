@@ -360,4 +360,23 @@ proptest! {
             Err(e) => prop_assert!(depth > 60, "{} deep refused: {:?}", depth, e),
         }
     }
+
+    #[test]
+    fn a_batch_passes_exactly_up_to_the_sum_of_its_aliases(
+        counts in proptest::collection::vec(0usize..6, 1..6),
+    ) {
+        let items: Vec<String> = counts
+            .iter()
+            .map(|&n| {
+                let fields: Vec<String> = (0..=n).map(|i| format!("a{i}: f")).collect();
+                serde_json::json!({"query": format!("{{ x {} }}", fields.join(" "))}).to_string()
+            })
+            .collect();
+        let body = format!("[{}]", items.join(","));
+        let total: u64 = counts.iter().map(|&n| n as u64 + 1).sum();
+        let at = Limits { max_aliases: Some(total), ..Limits::default() };
+        prop_assert!(judge(&at, &body).is_ok());
+        let under = Limits { max_aliases: Some(total - 1), ..Limits::default() };
+        prop_assert_eq!(judge(&under, &body).unwrap_err().code, "ALIAS_LIMIT_EXCEEDED");
+    }
 }
