@@ -185,10 +185,12 @@ impl FrameParser {
         }
     }
 
-    /// True between frames: no header is half read and no payload is owed,
-    /// so a frame of the gateway's own can be written into the stream here.
+    /// True when the bytes reported so far end between two frames (no
+    /// payload is owed), so a frame of the gateway's own can be written
+    /// after them. A header still incomplete does not count: its bytes have
+    /// not been reported yet.
     pub fn at_frame_boundary(&self) -> bool {
-        self.current.is_none() && self.header_len == 0
+        self.current.is_none()
     }
 
     /// Parses `input`, reporting what it holds to `sink` in order. After an
