@@ -265,9 +265,10 @@ mod tests {
             Err(426)
         );
         assert_eq!(
-            status(|r| r
-                .append_header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-                .unwrap()),
+            status(|r| {
+                r.append_header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                    .unwrap();
+            }),
             Err(400)
         );
     }
