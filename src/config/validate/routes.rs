@@ -283,3 +283,7 @@ fn check_forwarding(path: &str, route: &RouteSpec, errors: &mut Vec<ConfigError>
         }
     }
 }
+
+#[cfg(test)]
+#[path = "websocket_tests.rs"]
+mod websocket_tests;
