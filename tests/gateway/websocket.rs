@@ -409,3 +409,36 @@ async fn three_hundred_connect_echo_close_cycles_all_succeed() {
     }
     assert_eq!(up.state.connections(), 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_routes_ip_filter_and_rate_limit_apply_at_the_handshake() {
+    let up = WsUpstream::echo().await;
+    let gw = Gateway::start(&format!(
+        "rate_limiting:
+  limits:
+    two: {{ limit: 2, window: 1h, key: client }}
+upstreams:
+  chat:
+    backends: [{{ address: \"{}\" }}]
+routes:
+  - id: closed
+    match: {{ path: {{ prefix: /closed }} }}
+    upstream: chat
+    policies: {{ ip_filter: {{ deny: [127.0.0.1] }} }}
+  - id: limited
+    match: {{ path: {{ prefix: / }} }}
+    upstream: chat
+    policies: {{ rate_limits: [two] }}
+",
+        up.addr
+    ));
+    let denied = handshake(gw.port, &[KEY, V13]).replacen("/chat", "/closed", 1);
+    let denied = raw::send(gw.port, denied.as_bytes()).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(up.state.connections(), 0);
+    let _first = connect(gw.port, "/chat").await;
+    let _second = connect(gw.port, "/chat").await;
+    let third = raw::send(gw.port, handshake(gw.port, &[KEY, V13]).as_bytes()).await;
+    assert_eq!(third.status, 429);
+    assert_eq!(up.state.connections(), 2);
+}
