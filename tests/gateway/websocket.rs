@@ -442,3 +442,33 @@ routes:
     assert_eq!(third.status, 429);
     assert_eq!(up.state.connections(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_the_upstream_sends_right_behind_its_101_reach_the_client() {
+    let up = WsUpstream::greeting(Some(10)).await;
+    let gw = gateway(up.addr, "");
+    for _ in 0..20 {
+        let mut ws = connect(gw.port, "/chat").await;
+        let first = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+        assert_eq!(first.unwrap().unwrap(), Message::binary(vec![b'g'; 10]));
+        ws.send(Message::text("after the greeting")).await.unwrap();
+        let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+        assert_eq!(echo.unwrap().unwrap(), Message::text("after the greeting"));
+        assert_eq!(close_normally(&mut ws).await, Some(1000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_from_the_upstream_is_closed_with_1009_on_both_sides() {
+    let up = WsUpstream::greeting(Some(2048)).await;
+    let gw = gateway(up.addr, "{ max_message_size: 1KiB }");
+    let mut ws = connect(gw.port, "/chat").await;
+    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1009));
+    eventually(PATIENCE, "the upstream to get close 1009", || async {
+        up.state.close_codes() == vec![Some(1009)]
+    })
+    .await;
+}

@@ -57,12 +57,23 @@ impl WsUpstream {
     /// Echoes every text and binary message back as it came; answers pings
     /// (tungstenite does) and records the close codes it receives.
     pub async fn echo() -> WsUpstream {
-        WsUpstream::serve(|tcp, state| async move {
+        WsUpstream::greeting(None).await
+    }
+
+    /// Like [`WsUpstream::echo`], first sending a binary message of
+    /// `greeting` bytes right behind its 101, before the client says anything.
+    pub async fn greeting(greeting: Option<usize>) -> WsUpstream {
+        WsUpstream::serve(move |tcp, state| async move {
             let Ok(mut ws) =
                 tokio_tungstenite::accept_async_with_config(tcp, Some(unlimited())).await
             else {
                 return;
             };
+            if let Some(len) = greeting {
+                if ws.send(Message::binary(vec![b'g'; len])).await.is_err() {
+                    return;
+                }
+            }
             while let Some(Ok(msg)) = ws.next().await {
                 match msg {
                     Message::Text(_) | Message::Binary(_) => {
