@@ -83,3 +83,14 @@ fn an_unknown_key_is_refused() {
         "unknown key",
     );
 }
+
+#[test]
+fn the_websocket_example_config_loads() {
+    let text = include_str!("../../../conf/examples/websocket.yaml");
+    let config = load_str_with_env(text, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let chat = config.routes[0].websocket.as_ref().unwrap();
+    assert_eq!(chat.max_message_size.0, 64 * 1024);
+    assert_eq!(chat.max_connections, Some(20_000));
+    let push = config.routes[1].websocket.as_ref().unwrap();
+    assert_eq!(push.idle_timeout.0, Duration::from_secs(60));
+}

@@ -229,6 +229,9 @@ async fn finish(
     end: End,
 ) {
     let mut closed_client = false;
+    // Known limitation: a side whose stream is in the middle of a frame
+    // cannot be sent a close frame (it would land inside that frame's
+    // payload); its socket is only closed.
     if let Some(code) = end.close_code() {
         if down.parser.at_frame_boundary() {
             let frame = close_frame(code, end.reason(), None);

@@ -51,7 +51,15 @@ pub(super) async fn open(
             Ok(mut stream) => {
                 ctx.upstream_sent = Some(std::time::Instant::now());
                 let request = upstream_request(session, ctx)?;
-                let (head, early) = exchange(&mut stream, &request, read_timeout).await?;
+                let (head, early) = match exchange(&mut stream, &request, read_timeout).await {
+                    Ok(answer) => answer,
+                    Err(failure) => {
+                        // Connected but no usable answer: the backend's
+                        // fault, as a broken response is for any request.
+                        pool.report(idx, Outcome::ServerError);
+                        return Err(failure);
+                    }
+                };
                 ctx.upstream_latency = ctx.upstream_sent.map(|t| t.elapsed());
                 report(ctx, &head);
                 return Ok((stream, head, early));
