@@ -87,7 +87,7 @@ async fn ten_thousand_text_and_binary_messages_are_echoed_in_order() {
     let (mut sink, mut stream) = ws.split();
     const N: usize = 10_000;
     let message = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Message::text(format!("text message {i}"))
         } else {
             Message::binary(i.to_be_bytes().repeat(1 + i % 50))

@@ -75,17 +75,11 @@ impl WsUpstream {
                 }
             }
             while let Some(Ok(msg)) = ws.next().await {
-                match msg {
-                    Message::Text(_) | Message::Binary(_) => {
-                        if ws.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
-                    Message::Close(frame) => {
-                        let code = frame.map(|f| u16::from(f.code));
-                        state.close_codes.lock().unwrap().push(code);
-                    }
-                    _ => {}
+                if let Message::Close(frame) = &msg {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    state.close_codes.lock().unwrap().push(code);
+                } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    return;
                 }
             }
         })
