@@ -10,9 +10,13 @@
 //! the route's limits, which Pingora's byte tunnel does not offer. So, once
 //! the route's policies have admitted the handshake in `request_filter`,
 //! [`serve`] checks it, opens its own connection to a backend chosen like any
-//! other request's, writes the client's 101 (which switches Pingora's
-//! HTTP/1.1 session to raw bytes in both directions), relays frames until
-//! either side ends, and tells Pingora the request is answered.
+//! other request's, writes the client's 101, relays frames until either
+//! side ends, and tells Pingora the request is answered. Writing a 101 to an
+//! HTTP/1.1 upgrade request is what switches Pingora's server session to raw
+//! bytes (pingora-core 0.9.1, `v1::server::prepare_response_header`: it sets
+//! the session upgraded, makes the request body reader close-delimited and
+//! the response body writer close-delimited), so `read_request_body` and
+//! `write_response_body` then carry frames unchanged.
 
 mod relay;
 mod upstream;

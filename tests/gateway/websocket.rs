@@ -472,3 +472,59 @@ async fn an_oversized_message_from_the_upstream_is_closed_with_1009_on_both_side
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmasked_client_frame_is_closed_with_1002_on_both_sides() {
+    let up = WsUpstream::echo().await;
+    let gw = gateway(up.addr, "");
+    let mut ws = connect(gw.port, "/chat").await;
+    ws.get_mut()
+        .write_all(&[0x81, 0x02, b'h', b'i'])
+        .await
+        .unwrap();
+    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1002));
+    eventually(PATIENCE, "the upstream to get close 1002", || async {
+        up.state.close_codes() == vec![Some(1002)]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_connections_is_passed_over_and_none_left_is_a_502() {
+    let up = WsUpstream::echo().await;
+    // Bound and dropped: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  chat:
+    backends: [{{ address: \"{dead}\" }}, {{ address: \"{}\" }}]
+    passive_health: {{ consecutive_failures: 0 }}
+  gone:
+    backends: [{{ address: \"{dead}\" }}]
+routes:
+  - id: gone
+    match: {{ path: {{ prefix: /gone }} }}
+    upstream: gone
+  - id: chat
+    match: {{ path: {{ prefix: / }} }}
+    upstream: chat
+",
+        up.addr
+    ));
+    for i in 0..4 {
+        let mut ws = connect(gw.port, "/chat").await;
+        ws.send(Message::text(format!("try {i}"))).await.unwrap();
+        let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+        assert_eq!(echo.unwrap().unwrap(), Message::text(format!("try {i}")));
+    }
+    let gone = handshake(gw.port, &[KEY, V13]).replacen("/chat", "/gone", 1);
+    let gone = raw::send(gw.port, gone.as_bytes()).await;
+    assert_eq!(gone.status, 502);
+    assert_eq!(gone.json()["error"], "upstream_failed");
+}
