@@ -528,3 +528,22 @@ routes:
     assert_eq!(gone.status, 502);
     assert_eq!(gone.json()["error"], "upstream_failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
+    // Far more than the loopback socket buffers hold, so that the gateway's
+    // writes to the client stall.
+    let up = WsUpstream::greeting(Some(64 << 20)).await;
+    let gw = gateway(
+        up.addr,
+        "{ max_message_size: 128MiB, idle_timeout: 1s, ping_interval: 0s }",
+    );
+    let ws = connect(gw.port, "/chat").await;
+    let gauge = "portico_websocket_connections{route=\"chat\"}";
+    assert_eq!(metric(&gw, gauge), 1.0);
+    eventually(PATIENCE, "the stalled connection to be let go", || async {
+        metric(&gw, gauge) == 0.0
+    })
+    .await;
+    drop(ws);
+}

@@ -152,7 +152,10 @@ pub(crate) async fn run(
         heard: now,
         pinged: now,
     };
-    let mut end = to_client(session, &mut down, &early).await.err();
+    // A client that stops reading stalls the relay in a write, where the
+    // idle timer cannot run; the write gets the same time instead.
+    let stall = limits.idle_timeout;
+    let mut end = to_client(session, &mut down, &early, stall).await.err();
     while end.is_none() {
         inbound.reserve(16 * 1024);
         tokio::select! {
@@ -167,7 +170,7 @@ pub(crate) async fn run(
                 Ok(0) | Err(_) => end = Some(End::UpstreamClosed),
                 Ok(_) => {
                     clock.heard = Instant::now();
-                    end = to_client(session, &mut down, &inbound).await.err();
+                    end = to_client(session, &mut down, &inbound, stall).await.err();
                     inbound.clear();
                 }
             },
@@ -180,7 +183,7 @@ pub(crate) async fn run(
                 if now >= clock.heard + clock.idle {
                     end = Some(End::Idle);
                 } else {
-                    end = ping(session, &down).await.err();
+                    end = ping(session, &down, stall).await.err();
                     clock.pinged = now;
                 }
             }
@@ -193,29 +196,36 @@ pub(crate) async fn run(
 
 /// Forwards upstream bytes to the client, the valid part first when a frame
 /// is refused.
-async fn to_client(session: &mut Session, down: &mut Direction, input: &[u8]) -> Result<(), End> {
+async fn to_client(
+    session: &mut Session,
+    down: &mut Direction,
+    input: &[u8],
+    stall: Duration,
+) -> Result<(), End> {
     let mut out = BytesMut::with_capacity(input.len());
     let parsed = down.forward(input, &mut out);
     if !out.is_empty() {
-        write_client(session, out.freeze()).await?;
+        write_client(session, out.freeze(), stall).await?;
     }
     parsed.map_err(End::UpstreamBroke)
 }
 
 /// Pings the client, when the upstream's stream to it is between frames; a
 /// ping skipped now goes out at the next interval.
-async fn ping(session: &mut Session, down: &Direction) -> Result<(), End> {
+async fn ping(session: &mut Session, down: &Direction, stall: Duration) -> Result<(), End> {
     if !down.parser.at_frame_boundary() {
         return Ok(());
     }
-    write_client(session, Bytes::from(ping_frame(b"portico", None))).await
+    write_client(session, Bytes::from(ping_frame(b"portico", None)), stall).await
 }
 
-async fn write_client(session: &mut Session, bytes: Bytes) -> Result<(), End> {
-    session
-        .write_response_body(Some(bytes), false)
-        .await
-        .map_err(|_| End::ClientClosed)
+/// Writes to the client; a client that has not taken the bytes within
+/// `stall` is treated as gone.
+async fn write_client(session: &mut Session, bytes: Bytes, stall: Duration) -> Result<(), End> {
+    match timeout(stall, session.write_response_body(Some(bytes), false)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::ClientClosed),
+    }
 }
 
 /// Ends the connection: a close frame to each side when the gateway ends
@@ -235,7 +245,9 @@ async fn finish(
     if let Some(code) = end.close_code() {
         if down.parser.at_frame_boundary() {
             let frame = close_frame(code, end.reason(), None);
-            closed_client = write_client(session, Bytes::from(frame)).await.is_ok();
+            closed_client = write_client(session, Bytes::from(frame), FLUSH_TIME)
+                .await
+                .is_ok();
         }
         if up.parser.at_frame_boundary() {
             // The gateway is the upstream's client here, and client frames
