@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::support::raw;
+use crate::support::tls::Ca;
 use crate::support::websocket::{client_frame, close_code, connect, try_connect, WsUpstream};
 use crate::support::{eventually, Gateway};
 
@@ -546,4 +547,38 @@ async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
     })
     .await;
     drop(ws);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_over_tls_carries_websocket_with_its_ca_checked() {
+    let backend_ca = Ca::new("Backend CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = backend_ca.write(dir.path(), "backend-ca");
+    let good = WsUpstream::echo_tls(&backend_ca.server(&["127.0.0.1"])).await;
+    let rogue = WsUpstream::echo_tls(&Ca::new("Rogue CA").server(&["127.0.0.1"])).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  good:
+    backends: [{{ address: \"{}\" }}]
+    tls: {{ ca: \"{ca}\" }}
+  rogue:
+    backends: [{{ address: \"{}\" }}]
+    tls: {{ ca: \"{ca}\" }}
+routes:
+  - id: rogue
+    match: {{ path: {{ prefix: /rogue }} }}
+    upstream: rogue
+  - id: good
+    match: {{ path: {{ prefix: / }} }}
+    upstream: good
+",
+        good.addr, rogue.addr
+    ));
+    let mut ws = connect(gw.port, "/chat").await;
+    ws.send(Message::text("over tls")).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::text("over tls"));
+    let refused = handshake(gw.port, &[KEY, V13]).replacen("/chat", "/rogue", 1);
+    let refused = raw::send(gw.port, refused.as_bytes()).await;
+    assert_eq!(refused.status, 502);
 }

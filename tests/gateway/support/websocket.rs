@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::tls::Leaf;
+
 /// What the upstream saw.
 #[derive(Default)]
 pub struct WsState {
@@ -63,23 +65,17 @@ impl WsUpstream {
     /// Like [`WsUpstream::echo`], first sending a binary message of
     /// `greeting` bytes right behind its 101, before the client says anything.
     pub async fn greeting(greeting: Option<usize>) -> WsUpstream {
-        WsUpstream::serve(move |tcp, state| async move {
-            let Ok(mut ws) =
-                tokio_tungstenite::accept_async_with_config(tcp, Some(unlimited())).await
-            else {
-                return;
-            };
-            if let Some(len) = greeting {
-                if ws.send(Message::binary(vec![b'g'; len])).await.is_err() {
-                    return;
-                }
-            }
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Close(frame) = &msg {
-                    let code = frame.as_ref().map(|f| u16::from(f.code));
-                    state.close_codes.lock().unwrap().push(code);
-                } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                    return;
+        WsUpstream::serve(move |tcp, state| echo_on(tcp, state, greeting)).await
+    }
+
+    /// [`WsUpstream::echo`] over TLS with `leaf`'s certificate.
+    pub async fn echo_tls(leaf: &Leaf) -> WsUpstream {
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(leaf.server_config()));
+        WsUpstream::serve(move |tcp, state| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    echo_on(tls, state, None).await;
                 }
             }
         })
@@ -132,6 +128,30 @@ impl WsUpstream {
             }
         });
         WsUpstream { addr, state, task }
+    }
+}
+
+/// The echo server's side of one connection.
+async fn echo_on<S>(stream: S, state: Arc<WsState>, greeting: Option<usize>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(unlimited())).await
+    else {
+        return;
+    };
+    if let Some(len) = greeting {
+        if ws.send(Message::binary(vec![b'g'; len])).await.is_err() {
+            return;
+        }
+    }
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Close(frame) = &msg {
+            let code = frame.as_ref().map(|f| u16::from(f.code));
+            state.close_codes.lock().unwrap().push(code);
+        } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+            return;
+        }
     }
 }
 
