@@ -93,9 +93,6 @@ pub async fn serve(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Fa
     }
     // The relay's own timers govern the connection from now on; Pingora's
     // read timer would end a quiet but healthy connection.
-    // Known limitation: the relay does not hear of a graceful shutdown or an
-    // upgrade; Pingora cuts it at the end of `grace_period`, without a close
-    // frame.
     session.set_read_timeout(None);
     let limits = relay::Limits {
         max_message: spec.max_message_size.0,

@@ -582,3 +582,26 @@ routes:
     let refused = raw::send(gw.port, refused.as_bytes()).await;
     assert_eq!(refused.status, 502);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_closes_its_connections_with_1001() {
+    let up = WsUpstream::echo().await;
+    let gw = gateway(up.addr, "");
+    let mut ws = connect(gw.port, "/chat").await;
+    ws.send(Message::text("before the stop")).await.unwrap();
+    let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert_eq!(echo.unwrap().unwrap(), Message::text("before the stop"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1001));
+    eventually(PATIENCE, "the upstream to get close 1001", || async {
+        up.state.close_codes() == vec![Some(1001)]
+    })
+    .await;
+}

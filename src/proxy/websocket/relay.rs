@@ -35,6 +35,9 @@ const FLUSH_TIME: Duration = Duration::from_secs(5);
 /// the client has read the close: quiet time, and the whole wait at most.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How often the relay looks whether the process has begun to stop (Pingora
+/// offers a flag, not a notification).
+const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
 
 /// A route's limits as the relay applies them.
 pub(crate) struct Limits {
@@ -52,6 +55,10 @@ pub(crate) enum End {
     UpstreamClosed,
     /// Nothing passed in either direction for the idle timeout.
     Idle,
+    /// The process stopped accepting connections to shut down or hand over
+    /// to a new one: clients are told to reconnect, which reaches the
+    /// successor if there is one.
+    ShuttingDown,
     /// The client sent a frame the gateway refuses.
     ClientBroke(FrameError),
     /// The upstream sent a frame the gateway refuses.
@@ -63,7 +70,7 @@ impl End {
     /// connection itself.
     fn close_code(self) -> Option<u16> {
         match self {
-            End::Idle => Some(CLOSE_GOING_AWAY),
+            End::Idle | End::ShuttingDown => Some(CLOSE_GOING_AWAY),
             End::ClientBroke(e) | End::UpstreamBroke(e) => Some(e.close_code()),
             End::ClientClosed | End::UpstreamClosed => None,
         }
@@ -72,6 +79,7 @@ impl End {
     fn reason(self) -> &'static str {
         match self {
             End::Idle => "idle timeout",
+            End::ShuttingDown => "server going away",
             End::ClientBroke(FrameError::MessageTooLarge { .. })
             | End::UpstreamBroke(FrameError::MessageTooLarge { .. }) => "message too big",
             _ => "protocol error",
@@ -178,11 +186,13 @@ pub(crate) async fn run(
                 Ok(0) | Err(_) => end = Some(End::UpstreamClosed),
                 Ok(n) => pending.advance(n),
             },
-            () = sleep_until(clock.next()) => {
+            () = sleep_until(clock.next().min(Instant::now() + SHUTDOWN_POLL)) => {
                 let now = Instant::now();
-                if now >= clock.heard + clock.idle {
+                if session.is_process_shutting_down() {
+                    end = Some(End::ShuttingDown);
+                } else if now >= clock.heard + clock.idle {
                     end = Some(End::Idle);
-                } else {
+                } else if clock.ping.is_some_and(|every| now >= clock.heard.max(clock.pinged) + every) {
                     end = ping(session, &down, stall).await.err();
                     clock.pinged = now;
                 }
