@@ -605,3 +605,25 @@ async fn a_stopping_gateway_closes_its_connections_with_1001() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_101_with_a_wrong_accept_or_an_extension_is_answered_502() {
+    // The accept for the key of `KEY`, per RFC 6455 section 1.3.
+    let right = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+    let answers = [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n"
+            .to_string(),
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {right}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ),
+    ];
+    for answer in answers {
+        let up = WsUpstream::answering(answer.clone()).await;
+        let gw = gateway(up.addr, "");
+        let resp = raw::send(gw.port, handshake(gw.port, &[KEY, V13]).as_bytes()).await;
+        assert_eq!(resp.status, 502, "{answer}");
+        assert_eq!(resp.json()["error"], "upstream_failed");
+    }
+}

@@ -85,29 +85,38 @@ impl WsUpstream {
     /// Answers every handshake with `status` and `body`, sent with a
     /// content length or chunked.
     pub async fn refusing(status: u16, body: &'static str, chunked: bool) -> WsUpstream {
-        WsUpstream::serve(move |mut tcp, _| async move {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
-                    return;
+        let answer = if chunked {
+            format!(
+                "HTTP/1.1 {status} Refused\r\ncontent-type: text/plain\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+        } else {
+            format!(
+                "HTTP/1.1 {status} Refused\r\ncontent-type: text/plain\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        WsUpstream::answering(answer).await
+    }
+
+    /// Reads each request head and writes `answer` exactly as given.
+    pub async fn answering(answer: String) -> WsUpstream {
+        let answer = Arc::new(answer);
+        WsUpstream::serve(move |mut tcp, _| {
+            let answer = Arc::clone(&answer);
+            async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
                 }
-                head.push(byte[0]);
+                let _ = tcp.write_all(answer.as_bytes()).await;
             }
-            let answer = if chunked {
-                format!(
-                    "HTTP/1.1 {status} Refused\r\ncontent-type: text/plain\r\n\
-                     transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                    body.len()
-                )
-            } else {
-                format!(
-                    "HTTP/1.1 {status} Refused\r\ncontent-type: text/plain\r\n\
-                     content-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-            };
-            let _ = tcp.write_all(answer.as_bytes()).await;
         })
         .await
     }
