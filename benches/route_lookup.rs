@@ -28,6 +28,7 @@ fn route(index: usize, matches: MatchSpec) -> RouteSpec {
         rewrite: None,
         upstream_host: None,
         policies: Default::default(),
+        websocket: None,
     }
 }
 

@@ -479,6 +479,9 @@ pub struct RouteSpec {
     /// This route's IP filter, limits, threat protection and CORS.
     #[serde(default)]
     pub policies: PoliciesSpec,
+    /// Origins and limits for WebSocket connections on this route.
+    #[serde(default)]
+    pub websocket: Option<WebSocketSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -573,7 +576,6 @@ pub use graphql::*;
 pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;
-#[allow(unused_imports)]
 pub use websocket::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub ratelimit_store_up: IntGauge,
     pub ratelimit_store_errors: IntGauge,
     pub circuit_state: IntGaugeVec,
+    /// Open WebSocket connections, by route.
+    pub ws_open: IntGaugeVec,
+    /// WebSocket data messages relayed, by route and direction.
+    pub ws_messages: IntCounterVec,
 }
 
 /// The process-wide metrics, created on first use.
@@ -107,6 +111,22 @@ impl Metrics {
             &["upstream"],
         )
         .expect("static metric definition is valid");
+        let ws_open = IntGaugeVec::new(
+            Opts::new(
+                "portico_websocket_connections",
+                "Open WebSocket connections, by route",
+            ),
+            &["route"],
+        )
+        .expect("static metric definition is valid");
+        let ws_messages = IntCounterVec::new(
+            Opts::new(
+                "portico_websocket_messages_total",
+                "WebSocket data messages relayed, by route and direction",
+            ),
+            &["route", "direction"],
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -117,6 +137,8 @@ impl Metrics {
             Box::new(ratelimit_store_up.clone()),
             Box::new(ratelimit_store_errors.clone()),
             Box::new(circuit_state.clone()),
+            Box::new(ws_open.clone()),
+            Box::new(ws_messages.clone()),
         ] {
             registry
                 .register(c)
@@ -133,6 +155,8 @@ impl Metrics {
             ratelimit_store_up,
             ratelimit_store_errors,
             circuit_state,
+            ws_open,
+            ws_messages,
         }
     }
 

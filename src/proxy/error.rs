@@ -42,6 +42,10 @@ pub enum Failure {
     /// A CORS preflight from an origin, or for a method or header, that the
     /// route does not allow.
     CorsDenied,
+    /// A WebSocket handshake from an origin the route does not list (403).
+    OriginDenied,
+    /// A WebSocket handshake for a protocol version other than 13 (426).
+    WebSocketVersion,
     /// Authentication or authorisation refused the request (401, 403).
     Auth(Rejection),
     /// A rate limit refused the request (429).
@@ -71,7 +75,10 @@ impl Failure {
             Failure::BadRequest(_) => 400,
             Failure::ClientTimeout => 408,
             Failure::NoRoute => 404,
-            Failure::IpDenied | Failure::Blocked | Failure::CorsDenied => 403,
+            Failure::IpDenied | Failure::Blocked | Failure::CorsDenied | Failure::OriginDenied => {
+                403
+            }
+            Failure::WebSocketVersion => 426,
             Failure::UriTooLong => 414,
             Failure::HeadersTooLarge => 431,
             Failure::BodyTooLarge => 413,
@@ -100,6 +107,8 @@ impl Failure {
             Failure::BodyTooLarge => "body_too_large",
             Failure::Blocked => "request_blocked",
             Failure::CorsDenied => "cors_denied",
+            Failure::OriginDenied => "origin_denied",
+            Failure::WebSocketVersion => "websocket_version",
             Failure::Auth(rejection) => rejection.code(),
             Failure::RateLimited => "rate_limited",
             Failure::RateLimitUnavailable => "rate_limit_unavailable",
@@ -125,6 +134,8 @@ impl Failure {
             Failure::BodyTooLarge => "the request body is too large",
             Failure::Blocked => "the request was blocked by threat protection",
             Failure::CorsDenied => "this cross-origin request is not allowed",
+            Failure::OriginDenied => "WebSocket connections from this origin are not allowed",
+            Failure::WebSocketVersion => "only WebSocket version 13 is supported",
             Failure::Auth(rejection) => rejection.message(),
             Failure::RateLimited => "too many requests; retry after the time in Retry-After",
             Failure::RateLimitUnavailable => "the rate limit cannot be checked right now",

@@ -79,6 +79,13 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         identify(session, ctx);
         let failure = match admit(session, ctx).await {
+            // Pingora's own upgrade proxying is never used for WebSocket.
+            Ok(false) if websocket::is_upgrade(session.req_header()) => {
+                match websocket::serve(session, ctx).await {
+                    Ok(()) => return Ok(true),
+                    Err(failure) => failure,
+                }
+            }
             Ok(answered) => return Ok(answered),
             Err(failure) => failure,
         };
@@ -95,6 +102,7 @@ impl ProxyHttp for Gateway {
         );
         extra.extend(hsts_field(ctx));
         extra.extend(rate_fields(ctx, Some(failure)));
+        extra.extend(websocket::refusal_fields(failure));
         let graphql = ctx.graphql_answer.take();
         match graphql.or_else(|| graphql::answer_for(session, ctx, failure)) {
             Some(answer) => error::respond_graphql(session, answer, &ctx.request_id, &extra).await,

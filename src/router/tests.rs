@@ -14,6 +14,7 @@ pub(super) fn spec(id: &str, matches: MatchSpec) -> RouteSpec {
         rewrite: None,
         upstream_host: None,
         policies: Default::default(),
+        websocket: None,
     }
 }
 

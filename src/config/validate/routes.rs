@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::check_regex;
 use super::upstreams::invalid_header_name;
-use crate::config::schema::{MatchSpec, PathMatchSpec, RouteSpec, ValueMatchSpec};
+use crate::config::schema::{MatchSpec, PathMatchSpec, RouteSpec, ValueMatchSpec, WebSocketSpec};
 use crate::config::{index_path, key_path, ConfigError};
 
 /// Checks and normalises `routes`, each paired with its index in the file.
@@ -25,6 +25,55 @@ pub(super) fn check(
         check_upstream(&path, &route.upstream, upstream_names, errors);
         check_match(&format!("{path}.match"), &mut route.matches, errors);
         check_forwarding(&path, route, errors);
+        if let Some(ws) = &mut route.websocket {
+            check_websocket(&format!("{path}.websocket"), ws, errors);
+        }
+    }
+}
+
+/// Origins are lowercased to compare with what browsers send; the timers
+/// must leave room for a ping to be answered.
+fn check_websocket(path: &str, ws: &mut WebSocketSpec, errors: &mut Vec<ConfigError>) {
+    for (i, origin) in ws.origins.iter_mut().enumerate() {
+        *origin = origin.trim().to_ascii_lowercase();
+        let well_formed = origin
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| !scheme.is_empty() && !rest.is_empty())
+            && !origin.ends_with('/');
+        if !well_formed {
+            errors.push(ConfigError::new(
+                format!("{path}.origins[{i}]"),
+                format!("{origin:?} is not an origin"),
+                "write scheme, host and optional port, without a path: https://app.example.com",
+            ));
+        }
+    }
+    if ws.max_message_size.0 == 0 {
+        errors.push(ConfigError::new(
+            format!("{path}.max_message_size"),
+            "a maximum message size of 0 refuses every message",
+            "set a size such as 64KiB or 1MiB, or leave it out for the 1MiB default",
+        ));
+    }
+    if ws.idle_timeout.0.is_zero() {
+        errors.push(ConfigError::new(
+            format!("{path}.idle_timeout"),
+            "an idle timeout of 0 would close every connection at once",
+            "set a duration such as 60s, or leave it out for the default",
+        ));
+    } else if ws.ping_interval.0 >= ws.idle_timeout.0 {
+        errors.push(ConfigError::new(
+            format!("{path}.ping_interval"),
+            "the first ping would go out only after the idle timeout has closed the connection",
+            "make ping_interval shorter than idle_timeout (for example half), or 0s for no pings",
+        ));
+    }
+    if ws.max_connections == Some(0) {
+        errors.push(ConfigError::new(
+            format!("{path}.max_connections"),
+            "max_connections of 0 refuses every connection",
+            "set a positive number, or leave it out for no limit",
+        ));
     }
 }
 
@@ -234,3 +283,7 @@ fn check_forwarding(path: &str, route: &RouteSpec, errors: &mut Vec<ConfigError>
         }
     }
 }
+
+#[cfg(test)]
+#[path = "websocket_tests.rs"]
+mod websocket_tests;

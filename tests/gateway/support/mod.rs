@@ -10,6 +10,7 @@ pub mod raw;
 pub mod redis;
 pub mod tls;
 pub mod upstream;
+pub mod websocket;
 
 use std::io::Read;
 use std::net::TcpListener;
