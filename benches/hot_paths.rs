@@ -44,6 +44,8 @@ fn pool(balance: Balance, backends: usize) -> Pool {
         retries: 2,
         tls: None,
         circuit_breaker: None,
+        protocol: UpstreamProtocol::Http1,
+        max_h2_streams: 100,
     };
     Pool::new("bench", &spec, &resolved)
 }

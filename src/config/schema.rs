@@ -291,6 +291,12 @@ pub struct UpstreamSpec {
     /// Fail fast while the backends keep failing.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
+    /// HTTP/1.1, h2c or h2 (TLS) to the backends; gRPC needs h2c or h2.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Concurrent requests one HTTP/2 connection to a backend carries.
+    #[serde(default = "default_max_h2_streams")]
+    pub max_h2_streams: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -492,6 +498,9 @@ pub struct MatchSpec {
     pub headers: Vec<ValueMatchSpec>,
     #[serde(default)]
     pub query: Vec<ValueMatchSpec>,
+    /// gRPC service and method; shorthand for a `path` match.
+    #[serde(default)]
+    pub grpc: Option<GrpcMatchSpec>,
 }
 
 /// Written as a map with exactly one key: `{exact: ..}`, `{prefix: ..}` or `{regex: ..}`.
@@ -565,7 +574,6 @@ mod websocket;
 pub use auth::*;
 #[allow(unused_imports)]
 pub use graphql::*;
-#[allow(unused_imports)]
 pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;

@@ -4,6 +4,7 @@
 //! problem. The same pass normalises what the router compares without regard
 //! to case: methods are uppercased and hosts lowercased.
 
+mod grpc;
 mod identity;
 mod policy;
 mod routes;
@@ -33,6 +34,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     }
     for (name, upstream) in &draft.upstreams {
         upstreams::check(&key_path("upstreams", name), upstream, &mut errors);
+        grpc::check_upstream(&key_path("upstreams", name), upstream, &mut errors);
     }
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
     identity::check(draft, &mut errors);

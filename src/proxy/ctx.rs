@@ -56,6 +56,8 @@ pub struct RequestCtx {
     pub slots: Option<Slots>,
     /// This request's place in its pool's circuit breaker.
     pub circuit: Option<Attempt>,
+    /// Set when the request is a gRPC or gRPC-Web call.
+    pub grpc: Option<super::grpc::Call>,
 }
 
 impl RequestCtx {
@@ -83,6 +85,7 @@ impl RequestCtx {
             rate: None,
             slots: None,
             circuit: None,
+            grpc: None,
         }
     }
 

@@ -224,7 +224,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_sent = Some(std::time::Instant::now());
-        prepare_upstream_request(session, upstream, ctx)
+        prepare_upstream_request(session, upstream, ctx)?;
+        if ctx.grpc.is_some() {
+            grpc::prepare_upstream_request(upstream)?;
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -369,6 +373,7 @@ fn close_when_stopping(session: &mut Session) {
 fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = headers::request_id(&req.headers);
+    ctx.grpc = grpc::classify(req);
     ctx.peer_ip = session
         .client_addr()
         .and_then(|a| a.as_inet())

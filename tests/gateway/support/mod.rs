@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod grpc;
 pub mod introspect;
 pub mod jwks;
 pub mod raw;
