@@ -2,8 +2,9 @@
 //!
 //! Every step that rejects a request, and every upstream failure Pingora
 //! reports, is turned into a [`Failure`]; [`respond`] writes it as a JSON body
-//! carrying the request id. Later protocols (gRPC, GraphQL) add their own
-//! renderings here, keyed on the same `Failure`.
+//! carrying the request id, or, to a gRPC client, as a trailers-only gRPC
+//! response (see [`super::grpc::respond`]). Later protocols (GraphQL) add
+//! their own renderings here, keyed on the same `Failure`.
 //!
 //! Known limitation: a request whose head Pingora cannot parse (a request line
 //! such as `GET / HTTP/1.1 x`, or broken header syntax) is answered by Pingora
@@ -108,7 +109,8 @@ impl Failure {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The human-readable explanation sent to the client.
+    pub fn message(self) -> &'static str {
         match self {
             Failure::BadRequest(why) => why,
             Failure::ClientTimeout => "the request was not received in time",
@@ -177,6 +179,11 @@ pub async fn respond_with(
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
     if session.response_written().is_some() {
+        return;
+    }
+    if let Some(call) = super::grpc::classify(session.req_header()) {
+        super::close_when_stopping(session);
+        super::grpc::respond(session, call, failure, request_id, extra).await;
         return;
     }
     let body = Bytes::from(render_json(failure, request_id));

