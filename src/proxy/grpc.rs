@@ -5,9 +5,12 @@
 //! gRPC-Web by `application/grpc-web[-text][+..]`; the route does not decide
 //! it, so a gRPC client meets gRPC answers even where no route matched.
 
+use std::time::{Duration, Instant};
+
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
 use portico_protocols::grpc::{self as proto, Code, WebEncoding};
 
 use super::error::Failure;
@@ -25,6 +28,42 @@ pub enum Flavor {
 #[derive(Debug, Clone, Copy)]
 pub struct Call {
     pub flavor: Flavor,
+    /// When the client's `grpc-timeout` runs out, if it sent one Portico
+    /// can read (an unreadable value sets no deadline).
+    pub deadline: Option<Instant>,
+}
+
+impl Call {
+    /// Time left before the client's deadline; `None` without one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the client's deadline has run out.
+    pub fn deadline_spent(&self) -> bool {
+        self.remaining().is_some_and(|left| left.is_zero())
+    }
+
+    /// Bounds the peer's connect, read and write timeouts by the time left,
+    /// so the pool's timeouts apply unless the client's deadline is
+    /// shorter. A read timeout restarts with each piece of the response, so
+    /// this bounds each wait on the upstream rather than a whole stream: a
+    /// streaming response that keeps sending may outlive the deadline (the
+    /// client's own deadline still ends it).
+    pub fn bound(&self, peer: &mut HttpPeer) {
+        let Some(left) = self.remaining() else {
+            return;
+        };
+        let options = &mut peer.options;
+        for timeout in [
+            &mut options.connection_timeout,
+            &mut options.read_timeout,
+            &mut options.write_timeout,
+        ] {
+            *timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+    }
 }
 
 /// The gRPC call `req` makes, if it is one.
@@ -35,14 +74,37 @@ pub fn classify(req: &RequestHeader) -> Option<Call> {
     } else {
         Flavor::Web(proto::web_encoding(content_type)?)
     };
-    Some(Call { flavor })
+    let deadline = req
+        .headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(proto::parse_timeout)
+        .and_then(|t| Instant::now().checked_add(t));
+    Some(Call { flavor, deadline })
 }
 
 /// Puts back `te: trailers`, which the hop-by-hop clean-up removed: gRPC
 /// servers refuse a call without it, as it promises the client reads
-/// trailers.
-pub fn prepare_upstream_request(upstream: &mut RequestHeader) -> pingora::Result<()> {
-    upstream.insert_header(http::header::TE, "trailers")
+/// trailers. The upstream is told the time left of the deadline, not the
+/// client's full budget, since part of it was spent here.
+pub fn prepare_upstream_request(upstream: &mut RequestHeader, call: &Call) -> pingora::Result<()> {
+    upstream.insert_header(http::header::TE, "trailers")?;
+    if let Some(left) = call.remaining() {
+        upstream.insert_header("grpc-timeout", timeout_value(left))?;
+    }
+    Ok(())
+}
+
+/// `left` as a `grpc-timeout` value: milliseconds, rounded up so that a
+/// deadline not yet spent is never sent as 0, in seconds when milliseconds
+/// would take more than the eight digits allowed.
+fn timeout_value(left: Duration) -> String {
+    let millis = left.as_nanos().div_ceil(1_000_000);
+    if millis < 100_000_000 {
+        format!("{millis}m")
+    } else {
+        format!("{}S", left.as_secs().min(99_999_999))
+    }
 }
 
 /// The gRPC status of a failure. The spec's HTTP-to-gRPC table decides
@@ -146,6 +208,32 @@ mod tests {
         for (failure, expected) in cases {
             assert_eq!(code(failure), expected, "{failure:?}");
         }
+    }
+
+    #[test]
+    fn the_deadline_sent_upstream_fits_the_grpc_timeout_grammar() {
+        assert_eq!(timeout_value(Duration::from_micros(1)), "1m");
+        assert_eq!(timeout_value(Duration::from_millis(250)), "250m");
+        assert_eq!(timeout_value(Duration::from_secs(200_000)), "200000S");
+        let long = timeout_value(Duration::from_secs(99_999_999 * 3600));
+        assert_eq!(long, "99999999S");
+        assert!(proto::parse_timeout(&long).is_some());
+    }
+
+    #[test]
+    fn a_peer_keeps_the_shorter_of_its_timeouts_and_the_deadline() {
+        let call = Call {
+            flavor: Flavor::Native,
+            deadline: Some(Instant::now() + Duration::from_secs(2)),
+        };
+        let mut peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        peer.options.read_timeout = Some(Duration::from_secs(30));
+        peer.options.write_timeout = Some(Duration::from_millis(500));
+        call.bound(&mut peer);
+        let read = peer.options.read_timeout.unwrap();
+        assert!(read <= Duration::from_secs(2) && read > Duration::from_secs(1));
+        assert_eq!(peer.options.write_timeout, Some(Duration::from_millis(500)));
+        assert!(peer.options.connection_timeout.unwrap() <= Duration::from_secs(2));
     }
 
     #[test]

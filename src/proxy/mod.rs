@@ -104,7 +104,15 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        select_backend(session, ctx)
+        if ctx.grpc.is_some_and(|c| c.deadline_spent()) {
+            ctx.failure = Some(Failure::UpstreamTimeout);
+            return Error::e_explain(ErrorType::HTTPStatus(504), "grpc-timeout already spent");
+        }
+        let mut peer = select_backend(session, ctx)?;
+        if let Some(call) = &ctx.grpc {
+            call.bound(&mut peer);
+        }
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -157,7 +165,11 @@ impl ProxyHttp for Gateway {
         let client_stalled = *e.etype() == ErrorType::ReadTimedout
             && *e.esource() == ErrorSource::Upstream
             && !session.as_mut().is_body_done();
-        let upstream_fault = *e.esource() == ErrorSource::Upstream && !client_stalled;
+        // Likewise a timeout that only the client's short `grpc-timeout`
+        // caused says nothing about the backend.
+        let deadline_spent = ctx.grpc.is_some_and(|c| c.deadline_spent());
+        let upstream_fault =
+            *e.esource() == ErrorSource::Upstream && !client_stalled && !deadline_spent;
         if let (true, Some(pool), Some(idx)) = (upstream_fault, ctx.pool(), ctx.backend) {
             pool.report(idx, Outcome::ServerError);
         }
@@ -225,8 +237,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream_sent = Some(std::time::Instant::now());
         prepare_upstream_request(session, upstream, ctx)?;
-        if ctx.grpc.is_some() {
-            grpc::prepare_upstream_request(upstream)?;
+        if let Some(call) = &ctx.grpc {
+            grpc::prepare_upstream_request(upstream, call)?;
         }
         Ok(())
     }
@@ -340,10 +352,11 @@ impl ProxyHttp for Gateway {
         // upstream response filter reports those): a failure when the pool
         // was tried and did not answer.
         if let Some(attempt) = ctx.circuit.take() {
-            let upstream_failed = matches!(
+            let upstream_failed = (matches!(
                 ctx.failure,
                 Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
-            ) || (e.is_some() && ctx.backend.is_some());
+            ) || (e.is_some() && ctx.backend.is_some()))
+                && !ctx.grpc.is_some_and(|c| c.deadline_spent());
             if upstream_failed {
                 attempt.failed();
             } else {

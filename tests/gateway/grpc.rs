@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tonic::Code;
 
-use crate::support::grpc::{h2c_upstream, EchoClient, GrpcServer, Msg, SERVICE};
+use crate::support::grpc::{h2c_upstream, EchoClient, GrpcServer, Msg, SilentBackend, SERVICE};
 use crate::support::Gateway;
 
 /// A gateway with pool `echo` over h2c to `server` (plus `extra` upstream
@@ -139,6 +139,28 @@ async fn call(gw: &Gateway, method: &str, key: Option<&str>) -> tonic::Status {
     }
 }
 
+/// A unary gRPC call over cleartext HTTP/2 from a plain client; returns the
+/// response header block (a trailers-only answer carries the status there).
+async fn raw_call(gw: &Gateway, path: &str, timeout: Option<&str>) -> (http::HeaderMap, Vec<u8>) {
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut req = client
+        .post(gw.url(path))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0]);
+    if let Some(t) = timeout {
+        req = req.header("grpc-timeout", t);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let headers = resp.headers().clone();
+    (headers, resp.bytes().await.unwrap().to_vec())
+}
+
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes())
@@ -246,24 +268,48 @@ async fn a_refusal_is_http_200_with_the_status_in_the_header_block_and_no_body()
         "upstreams:\n  u: {backends: [{address: '127.0.0.1:9'}]}\n\
          routes:\n  - {id: r, match: {path: {prefix: /only}}, upstream: u}\n",
     );
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let resp = client
-        .post(gw.url("/pkg.Svc/Method"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(vec![0u8, 0, 0, 0, 0])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.version(), http::Version::HTTP_2);
-    let headers = resp.headers().clone();
+    let (headers, body) = raw_call(&gw, "/pkg.Svc/Method", None).await;
     assert_eq!(headers["content-type"], "application/grpc");
     assert_eq!(headers["grpc-status"], "12");
     assert_eq!(headers["grpc-message"], "no route matches this request");
     assert!(headers.contains_key("x-request-id"));
-    assert!(resp.bytes().await.unwrap().is_empty());
+    assert!(body.is_empty());
+}
+
+// ---- deadlines ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_grpc_timeout_passes_is_answered_deadline_exceeded_by_portico() {
+    let silent = SilentBackend::start().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  slow:
+    protocol: h2c
+    passive_health: {{consecutive_failures: 1}}
+    backends: [{{ address: \"{}\" }}]
+routes:
+  - {{id: slow, match: {{grpc: {{service: {SERVICE}}}}}, upstream: slow}}
+",
+        silent.addr
+    ));
+    // A plain HTTP/2 client: tonic's own client enforces the deadline
+    // itself and would give up first, hiding Portico's answer.
+    for _ in 0..2 {
+        let (headers, _) = raw_call(&gw, &format!("/{SERVICE}/Unary"), Some("300m")).await;
+        assert_eq!(headers["grpc-status"], "4", "{headers:?}");
+        assert_eq!(
+            headers["grpc-message"],
+            "the upstream did not answer in time"
+        );
+    }
+    // The backend heard the time left, never more than the client's 300 ms.
+    let timeouts = silent.timeouts.lock().unwrap().clone();
+    assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+    for t in &timeouts {
+        let millis: u64 = t.strip_suffix('m').unwrap().parse().unwrap();
+        assert!(millis > 0 && millis <= 300, "{t}");
+    }
+    // Two timeouts the client's deadline caused did not eject the backend
+    // (one failure would, with `consecutive_failures: 1`).
+    assert_eq!(gw.backend_healthy("slow", silent.addr), Some(true));
 }

@@ -389,3 +389,59 @@ pub fn h2c_upstream(name: &str, servers: &[&GrpcServer], extra: &str) -> String 
         backends.join(", ")
     )
 }
+
+/// An h2c backend that takes every request and never answers it, recording
+/// the `grpc-timeout` each request carried.
+pub struct SilentBackend {
+    pub addr: SocketAddr,
+    pub timeouts: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SilentBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SilentBackend {
+    pub async fn start() -> SilentBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeouts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&timeouts);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let value = req
+                        .headers()
+                        .get("grpc-timeout")
+                        .map(|v| v.to_str().unwrap_or("?").to_owned())
+                        .unwrap_or_default();
+                    seen.lock().unwrap().push(value);
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        let _keep = req;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Empty::<bytes::Bytes>::new(),
+                        ))
+                    }
+                });
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, svc)
+                    .await;
+                });
+            }
+        });
+        SilentBackend {
+            addr,
+            timeouts,
+            task,
+        }
+    }
+}
