@@ -413,6 +413,8 @@ impl Default for TimeoutsSpec {
 pub enum HealthCheckKind {
     Http,
     Tcp,
+    /// The standard `grpc.health.v1.Health/Check` call; needs an HTTP/2 upstream.
+    Grpc,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -429,6 +431,10 @@ pub struct HealthCheckSpec {
     /// Statuses that count as healthy for `type: http`.
     #[serde(default = "default_expect")]
     pub expect_status: Vec<u16>,
+    /// The service asked about for `type: grpc`; empty (the default) asks
+    /// about the server as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     #[serde(default = "default_interval")]
     pub interval: Dur,
     #[serde(default = "default_check_timeout")]

@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use tonic::Code;
 
 use crate::support::grpc::{h2c_upstream, EchoClient, GrpcServer, Msg, SilentBackend, SERVICE};
-use crate::support::Gateway;
+use crate::support::{eventually, Gateway};
 
 /// A gateway with pool `echo` over h2c to `server` (plus `extra` upstream
 /// keys) and one route `grpc` matching the whole service.
@@ -312,4 +312,50 @@ routes:
     // Two timeouts the client's deadline caused did not eject the backend
     // (one failure would, with `consecutive_failures: 1`).
     assert_eq!(gw.backend_healthy("slow", silent.addr), Some(true));
+}
+
+// ---- active health checks ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grpc_health_check_takes_a_not_serving_backend_out_and_brings_it_back() {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    let (a, b) = (GrpcServer::start().await, GrpcServer::start().await);
+    let check = format!(
+        "    health_check: {{type: grpc, service: {SERVICE}, interval: 100ms, \
+         healthy_threshold: 1, unhealthy_threshold: 1}}\n"
+    );
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}routes:\n  - {{id: grpc, match: {{grpc: {{service: {SERVICE}}}}}, \
+         upstream: echo}}\n",
+        h2c_upstream("echo", &[&a, &b], &check)
+    ));
+    let mut client = client_of(&gw).await;
+    let healthy = |s: &GrpcServer| gw.backend_healthy("echo", s.addr);
+    assert_eq!((healthy(&a), healthy(&b)), (Some(true), Some(true)));
+
+    a.health.set_service_status(SERVICE, NotServing).await;
+    eventually(Duration::from_secs(10), "backend a marked down", || async {
+        healthy(&a) == Some(false)
+    })
+    .await;
+    let before = a.calls();
+    for _ in 0..6 {
+        client.unary(Msg::text("to b")).await.unwrap();
+    }
+    assert_eq!(a.calls(), before, "a backend marked down still got calls");
+
+    b.health.set_service_status(SERVICE, NotServing).await;
+    eventually(Duration::from_secs(10), "backend b marked down", || async {
+        healthy(&b) == Some(false)
+    })
+    .await;
+    let status = client.unary(Msg::text("nobody")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    a.health.set_service_status(SERVICE, Serving).await;
+    eventually(Duration::from_secs(10), "backend a back up", || async {
+        healthy(&a) == Some(true)
+    })
+    .await;
+    client.unary(Msg::text("to a")).await.unwrap();
 }

@@ -2,7 +2,9 @@
 //! the `match.grpc` shorthand, which is turned into a `path` match here so
 //! that the router needs to know nothing of gRPC.
 
-use crate::config::schema::{MatchSpec, PathMatchSpec, UpstreamProtocol, UpstreamSpec};
+use crate::config::schema::{
+    HealthCheckKind, MatchSpec, PathMatchSpec, UpstreamProtocol, UpstreamSpec,
+};
 use crate::config::ConfigError;
 
 /// More concurrent streams than any server allows on one connection
@@ -18,6 +20,24 @@ pub(super) fn check_upstream(path: &str, upstream: &UpstreamSpec, errors: &mut V
             "add `tls: {}` (with `ca:` for a private CA), or use `protocol: h2c` \
              for cleartext HTTP/2",
         ));
+    }
+    if let Some(check) = &upstream.health_check {
+        let grpc = check.kind == HealthCheckKind::Grpc;
+        if grpc && !upstream.protocol.is_h2() {
+            errors.push(ConfigError::new(
+                format!("{path}.health_check.type"),
+                "a gRPC health check needs an HTTP/2 upstream",
+                "set `protocol: h2c` (or `h2` with `tls`) on the upstream, or use \
+                 `type: tcp` or `type: http`",
+            ));
+        }
+        if !grpc && check.service.is_some() {
+            errors.push(ConfigError::new(
+                format!("{path}.health_check.service"),
+                "`service` is only used by `type: grpc` and would be ignored",
+                "set `type: grpc` or remove service",
+            ));
+        }
     }
     if !(1..=MAX_H2_STREAMS).contains(&upstream.max_h2_streams) {
         errors.push(ConfigError::new(

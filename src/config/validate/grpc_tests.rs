@@ -65,3 +65,31 @@ fn an_unknown_protocol_is_rejected() {
     let yaml = with_upstream("{backends: [{address: 'u:80'}], protocol: http3}");
     only_error(&yaml, "upstreams.users.protocol", "http3");
 }
+
+#[test]
+fn a_grpc_health_check_needs_an_http2_upstream() {
+    let yaml = with_upstream("{backends: [{address: 'u:80'}], health_check: {type: grpc}}");
+    only_error(
+        &yaml,
+        "upstreams.users.health_check.type",
+        "needs an HTTP/2 upstream",
+    );
+    let yaml = with_upstream(
+        "{backends: [{address: 'u:80'}], protocol: h2c, \
+         health_check: {type: grpc, service: shop.v1.Orders}}",
+    );
+    let config = load_str_with_env(&yaml, &|_| None).unwrap();
+    let check = config.upstreams["users"].health_check.clone().unwrap();
+    assert_eq!(check.service.as_deref(), Some("shop.v1.Orders"));
+}
+
+#[test]
+fn a_service_on_a_check_that_is_not_grpc_is_rejected() {
+    let yaml =
+        with_upstream("{backends: [{address: 'u:80'}], health_check: {type: tcp, service: x}}");
+    only_error(
+        &yaml,
+        "upstreams.users.health_check.service",
+        "only used by `type: grpc`",
+    );
+}
