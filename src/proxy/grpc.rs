@@ -7,11 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use portico_protocols::grpc::{self as proto, Code, WebEncoding};
+use portico_protocols::grpc::{self as proto, Base64Decoder, Base64Encoder, Code, WebEncoding};
 
 use super::error::Failure;
 
@@ -25,12 +27,21 @@ pub enum Flavor {
 }
 
 /// What the gateway knows of a gRPC call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Call {
     pub flavor: Flavor,
     /// When the client's `grpc-timeout` runs out, if it sent one Portico
     /// can read (an unreadable value sets no deadline).
     pub deadline: Option<Instant>,
+    /// The base64 state of a gRPC-Web-text call, carried across chunks.
+    text: Option<TextCodec>,
+}
+
+/// Decodes a gRPC-Web-text request body and encodes its response body.
+#[derive(Debug, Default)]
+struct TextCodec {
+    decoder: Base64Decoder,
+    encoder: Base64Encoder,
 }
 
 impl Call {
@@ -80,19 +91,104 @@ pub fn classify(req: &RequestHeader) -> Option<Call> {
         .and_then(|v| v.to_str().ok())
         .and_then(proto::parse_timeout)
         .and_then(|t| Instant::now().checked_add(t));
-    Some(Call { flavor, deadline })
+    let text = (flavor == Flavor::Web(WebEncoding::Text)).then(TextCodec::default);
+    Some(Call {
+        flavor,
+        deadline,
+        text,
+    })
 }
 
 /// Puts back `te: trailers`, which the hop-by-hop clean-up removed: gRPC
 /// servers refuse a call without it, as it promises the client reads
 /// trailers. The upstream is told the time left of the deadline, not the
 /// client's full budget, since part of it was spent here.
+///
+/// A gRPC-Web call goes upstream as plain gRPC: its content type loses the
+/// `-web` part, and a `-text` body, decoded on the way, loses its length.
 pub fn prepare_upstream_request(upstream: &mut RequestHeader, call: &Call) -> pingora::Result<()> {
     upstream.insert_header(http::header::TE, "trailers")?;
     if let Some(left) = call.remaining() {
         upstream.insert_header("grpc-timeout", timeout_value(left))?;
     }
+    if let Flavor::Web(encoding) = call.flavor {
+        let web = upstream
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let grpc = encoding.upstream_content_type(web);
+        upstream.insert_header(http::header::CONTENT_TYPE, grpc)?;
+        if encoding == WebEncoding::Text {
+            upstream.remove_header(&http::header::CONTENT_LENGTH);
+        }
+    }
     Ok(())
+}
+
+/// Decodes a chunk of a gRPC-Web-text request body; other calls pass
+/// unchanged. A body that is not base64, or ends inside a quantum, is the
+/// client's error.
+pub fn request_body(
+    call: &mut Call,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+) -> Result<(), Failure> {
+    let Some(codec) = call.text.as_mut() else {
+        return Ok(());
+    };
+    let invalid = |_| Failure::BadRequest("the gRPC-Web-text body is not valid base64");
+    if let Some(chunk) = body.as_ref() {
+        *body = Some(codec.decoder.push(chunk).map_err(invalid)?);
+    }
+    if end_of_stream {
+        codec.decoder.finish().map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// Gives a gRPC-Web call's response the content type the browser asked for;
+/// its length changes with the trailers added to the body, so it goes.
+pub fn response_header(call: &Call, response: &mut ResponseHeader) -> pingora::Result<()> {
+    if let Flavor::Web(encoding) = call.flavor {
+        response.insert_header(http::header::CONTENT_TYPE, encoding.response_content_type())?;
+        response.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    Ok(())
+}
+
+/// Encodes a gRPC-Web-text response chunk; the last one flushes the
+/// encoder (a response that ends without trailers ends here).
+pub fn response_body(call: &mut Call, body: &mut Option<Bytes>, end_of_stream: bool) {
+    let Some(codec) = call.text.as_mut() else {
+        return;
+    };
+    let mut out = BytesMut::new();
+    if let Some(chunk) = body.as_ref() {
+        out.extend_from_slice(&codec.encoder.push(chunk));
+    }
+    if end_of_stream {
+        out.extend_from_slice(&codec.encoder.finish());
+    }
+    *body = Some(out.freeze());
+}
+
+/// The body bytes that carry a gRPC-Web call's trailers: a frame flagged
+/// 0x80, in base64 for `-text` (with the encoder's remainder first, and
+/// padded, as it ends the body). `None` for native gRPC, whose trailers go
+/// on as trailers.
+pub fn response_trailers(call: &mut Call, trailers: &http::HeaderMap) -> Option<Bytes> {
+    if call.flavor == Flavor::Native {
+        return None;
+    }
+    let fields = trailers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+    let frame = proto::trailer_frame(fields);
+    let Some(codec) = call.text.as_mut() else {
+        return Some(frame);
+    };
+    let mut out = BytesMut::from(&codec.encoder.push(&frame)[..]);
+    out.extend_from_slice(&codec.encoder.finish());
+    Some(out.freeze())
 }
 
 /// `left` as a `grpc-timeout` value: milliseconds, rounded up so that a
@@ -225,6 +321,7 @@ mod tests {
         let call = Call {
             flavor: Flavor::Native,
             deadline: Some(Instant::now() + Duration::from_secs(2)),
+            text: None,
         };
         let mut peer = HttpPeer::new("127.0.0.1:1", false, String::new());
         peer.options.read_timeout = Some(Duration::from_secs(30));

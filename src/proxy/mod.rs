@@ -104,7 +104,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        if ctx.grpc.is_some_and(|c| c.deadline_spent()) {
+        if ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent()) {
             ctx.failure = Some(Failure::UpstreamTimeout);
             return Error::e_explain(ErrorType::HTTPStatus(504), "grpc-timeout already spent");
         }
@@ -167,7 +167,7 @@ impl ProxyHttp for Gateway {
             && !session.as_mut().is_body_done();
         // Likewise a timeout that only the client's short `grpc-timeout`
         // caused says nothing about the backend.
-        let deadline_spent = ctx.grpc.is_some_and(|c| c.deadline_spent());
+        let deadline_spent = ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent());
         let upstream_fault =
             *e.esource() == ErrorSource::Upstream && !client_stalled && !deadline_spent;
         if let (true, Some(pool), Some(idx)) = (upstream_fault, ctx.pool(), ctx.backend) {
@@ -206,6 +206,13 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(call) = ctx.grpc.as_mut() {
+            if let Err(failure) = grpc::request_body(call, body, end_of_stream) {
+                ctx.failure = Some(failure);
+                return Error::e_explain(ErrorType::InvalidHTTPHeader, failure.message())
+                    .map_err(|e| e.into_down());
+            }
+        }
         if let Some(chunk) = body.as_ref() {
             ctx.body_seen += chunk.len() as u64;
             let limits = &ctx.snapshot.policies.for_route(ctx.route).limits;
@@ -288,6 +295,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(call) = &ctx.grpc {
+            grpc::response_header(call, response)?;
+        }
         if let Some(hsts) = &ctx.hsts {
             response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
         }
@@ -305,6 +315,34 @@ impl ProxyHttp for Gateway {
         }
         close_when_stopping(session);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(call) = ctx.grpc.as_mut() {
+            grpc::response_body(call, body, end_of_stream);
+        }
+        Ok(None)
+    }
+
+    /// Bytes returned here are written to the client's body in place of
+    /// the trailers (Pingora does so on the HTTP/2 upstream path), which is
+    /// how gRPC-Web carries them.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        Ok(ctx
+            .grpc
+            .as_mut()
+            .and_then(|call| grpc::response_trailers(call, trailers)))
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
@@ -356,7 +394,7 @@ impl ProxyHttp for Gateway {
                 ctx.failure,
                 Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
             ) || (e.is_some() && ctx.backend.is_some()))
-                && !ctx.grpc.is_some_and(|c| c.deadline_spent());
+                && !ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent());
             if upstream_failed {
                 attempt.failed();
             } else {
