@@ -547,3 +547,48 @@ async fn a_grpc_web_call_portico_refuses_gets_the_status_in_its_headers() {
     assert_eq!(resp.headers()["content-length"], "0");
     assert_eq!(server.calls(), 0);
 }
+
+// ---- TLS on both sides ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_passes_over_tls_with_alpn_h2_on_both_sides() {
+    use crate::support::tls::{certificate_entry, start_gateway, Ca};
+    let root = Ca::new("Portico gRPC Test Root");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root.server(&["api.test"]).write(dir.path(), "api");
+    let ca_path = crate::support::tls::write(dir.path(), "root.pem", &root.pem());
+    let mut backend_tls = root.server(&["grpc.test"]).server_config();
+    backend_tls.alpn_protocols = vec![b"h2".to_vec()];
+    let server = GrpcServer::start_tls(backend_tls).await;
+    let port = crate::support::free_port();
+    let listeners = format!(
+        "  - address: 127.0.0.1:{port}\n    tls:\n      certificates:\n{}",
+        certificate_entry(&cert, &key, &[])
+    );
+    let rest = format!(
+        "upstreams:
+  echo:
+    protocol: h2
+    tls: {{ca: \"{ca_path}\", sni: grpc.test}}
+    backends: [{{ address: \"{}\" }}]
+routes:
+  - {{id: grpc, match: {{grpc: {{service: {SERVICE}}}}}, upstream: echo}}
+",
+        server.addr
+    );
+    let gw = start_gateway(dir, port, &listeners, &rest);
+    let mut client = EchoClient::connect_tls(gw.port, &root, "api.test").await;
+    assert_eq!(
+        client.unary(Msg::text("secure")).await.unwrap().text,
+        "secure"
+    );
+    let said = ["p", "q"].map(Msg::text).to_vec();
+    let (echoes, trailers) = client.chat(said).await.unwrap();
+    assert_eq!(echoes.len(), 2);
+    assert_eq!(trailers.get("x-echoed").unwrap(), "2");
+    let status = client
+        .call_unary("Nope", tonic::Request::new(Msg::text("x")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}

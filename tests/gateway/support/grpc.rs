@@ -305,6 +305,43 @@ impl EchoClient {
         EchoClient::over(channel)
     }
 
+    /// Connects over TLS to `127.0.0.1:port`, offering ALPN `h2` only,
+    /// trusting `ca` and sending `sni`.
+    pub async fn connect_tls(port: u16, ca: &super::tls::Ca, sni: &str) -> EchoClient {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.add(ca.der()).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let connect = tower::service_fn(move |_uri: http::Uri| {
+            let (connector, name) = (connector.clone(), name.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                let tls = connector.connect(name, tcp).await?;
+                let (_, session) = tls.get_ref();
+                assert_eq!(
+                    session.alpn_protocol(),
+                    Some(&b"h2"[..]),
+                    "ALPN chose no h2"
+                );
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        });
+        // The URI only names the endpoint; the connector above dials it.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{sni}:{port}"))
+            .unwrap()
+            .connect_with_connector(connect)
+            .await
+            .unwrap();
+        EchoClient::over(channel)
+    }
+
     /// A client on an existing channel.
     pub fn over(channel: Channel) -> EchoClient {
         let grpc = tonic::client::Grpc::new(channel)
