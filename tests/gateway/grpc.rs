@@ -592,3 +592,66 @@ routes:
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 }
+
+/// Sends one HTTP/2 request by hand (prior knowledge) and returns the frames
+/// the gateway sends on stream 1 as (type, flags), up to the one that ends
+/// the stream.
+async fn stream_one_frames(port: u16, path: &str) -> Vec<(u8, u8)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let literal = |out: &mut Vec<u8>, text: &str| {
+        out.push(text.len() as u8); // short strings, no Huffman coding
+        out.extend_from_slice(text.as_bytes());
+    };
+    // HPACK: :method POST, :scheme http (static), then literals without indexing.
+    let mut block = vec![0x83, 0x86, 0x04];
+    literal(&mut block, path);
+    block.push(0x01);
+    literal(&mut block, "127.0.0.1");
+    block.extend_from_slice(&[0x0f, 0x10]); // content-type (static index 31)
+    literal(&mut block, "application/grpc");
+    block.push(0x00);
+    literal(&mut block, "te");
+    literal(&mut block, "trailers");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let len = (block.len() as u32).to_be_bytes();
+    // HEADERS, END_HEADERS | END_STREAM, stream 1
+    out.extend_from_slice(&[len[1], len[2], len[3], 1, 0x05, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    tcp.write_all(&out).await.unwrap();
+    let mut frames = Vec::new();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            tcp.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.unwrap();
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            if stream == 1 {
+                frames.push((head[3], head[4]));
+                if head[4] & 0x01 != 0 || head[3] == 3 {
+                    return; // END_STREAM, or RST_STREAM
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("stream 1 never ended");
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_over_http2_is_one_headers_frame_that_ends_the_stream() {
+    let gw = Gateway::start(
+        "upstreams:\n  u: {backends: [{address: '127.0.0.1:9'}]}\n\
+         routes:\n  - {id: r, match: {path: {prefix: /only}}, upstream: u}\n",
+    );
+    let frames = stream_one_frames(gw.port, "/pkg.Svc/Method").await;
+    // HEADERS (type 1) with END_STREAM and END_HEADERS: trailers-only.
+    assert_eq!(frames, [(1, 0x05)]);
+}
