@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portico::config::schema::{
     AccessLogSpec, BackendSpec, Balance, Dur, HashKeySpec, LogFormat, LogTarget, LoggingSpec,
-    PassiveHealthSpec, TimeoutsSpec, UpstreamSpec,
+    PassiveHealthSpec, TimeoutsSpec, UpstreamProtocol, UpstreamSpec,
 };
 use portico::observe::access_log::AccessRecord;
 use portico::observe::logging;

@@ -421,7 +421,7 @@ impl Noise {
         let mut out = Vec::new();
         for _ in 0..len {
             let r = self.next();
-            if r % 4 == 0 {
+            if r.is_multiple_of(4) {
                 out.push((r >> 8) as u8);
             } else {
                 out.extend_from_slice(pieces[(r >> 8) as usize % pieces.len()]);
