@@ -373,6 +373,18 @@ async fn web_call(
     chunk: usize,
 ) -> (u16, http::HeaderMap, Vec<u8>) {
     let client = reqwest::Client::builder().http1_only().build().unwrap();
+    web_call_with(&client, gw, method, content_type, body, chunk).await
+}
+
+/// [`web_call`] with the caller's client (HTTP/1.1 or HTTP/2).
+async fn web_call_with(
+    client: &reqwest::Client,
+    gw: &Gateway,
+    method: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    chunk: usize,
+) -> (u16, http::HeaderMap, Vec<u8>) {
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
         body.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
     let resp = client
@@ -385,7 +397,6 @@ async fn web_call(
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.version(), http::Version::HTTP_11);
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     (status, headers, resp.bytes().await.unwrap().to_vec())
 }
@@ -478,6 +489,33 @@ async fn grpc_web_text_bodies_are_decoded_for_the_upstream_and_encoded_back() {
     let (messages, trailers) = unframe(&decoded);
     assert_eq!(messages.len(), 1);
     assert_eq!((messages[0].text.as_str(), messages[0].count), ("abcde", 2));
+    assert!(
+        trailers.contains(&"grpc-status:0".to_string()),
+        "{trailers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_text_passes_over_http2_as_browsers_on_tls_listeners_send_it() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let server = GrpcServer::start().await;
+    let gw = web_gateway(&server);
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let ask = Msg {
+        count: 2,
+        ..Msg::text("h2")
+    };
+    let text = b64.encode(framed(&ask)).into_bytes();
+    let (status, headers, body) =
+        web_call_with(&h2, &gw, "Serve", "application/grpc-web-text", text, 3).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/grpc-web-text+proto");
+    let (messages, trailers) = unframe(&b64.decode(&body).unwrap());
+    assert_eq!(messages.len(), 2);
     assert!(
         trailers.contains(&"grpc-status:0".to_string()),
         "{trailers:?}"
