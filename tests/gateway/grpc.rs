@@ -693,3 +693,28 @@ async fn a_refusal_over_http2_is_one_headers_frame_that_ends_the_stream() {
     // HEADERS (type 1) with END_STREAM and END_HEADERS: trailers-only.
     assert_eq!(frames, [(1, 0x05)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_slower_than_the_pool_read_timeout_is_deadline_exceeded() {
+    let silent = SilentBackend::start().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  slow:
+    protocol: h2c
+    timeouts: {{read: 300ms}}
+    backends: [{{ address: \"{}\" }}]
+routes:
+  - {{id: slow, match: {{grpc: {{service: {SERVICE}}}}}, upstream: slow}}
+",
+        silent.addr
+    ));
+    let status = client_of(&gw)
+        .await
+        .unary(Msg::text("no deadline of its own"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(status.message(), "the upstream did not answer in time");
+    // Without a client deadline nothing was forwarded as one.
+    assert_eq!(silent.timeouts.lock().unwrap().as_slice(), [String::new()]);
+}
