@@ -1,5 +1,6 @@
-//! gRPC over HTTP/2: message framing, status codes, `grpc-timeout`, the
-//! health-check messages, and the gRPC-Web codec.
+//! gRPC over HTTP/2: message framing, status codes, `grpc-timeout`, and
+//! gRPC-Web content types and trailer frames; the health-check messages are
+//! in `health`, the streaming base64 of gRPC-Web-text in `web_text`.
 //!
 //! The gateway needs only the envelope of gRPC, never the service's own
 //! messages: a status to answer its own failures with, a deadline to bound
@@ -9,9 +10,12 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use bytes::{BufMut, Bytes, BytesMut};
+
+mod health;
+mod web_text;
+pub use health::*;
+pub use web_text::*;
 
 /// The status codes of the gRPC protocol, with their wire values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -311,185 +315,6 @@ pub fn first_message(body: &[u8], max: usize) -> Result<&[u8], FrameError> {
     body.get(5..5 + len).ok_or(FrameError::Truncated)
 }
 
-/// The body of a `grpc.health.v1.Health/Check` request for `service`
-/// (empty asks about the server as a whole), framed and ready to send.
-pub fn health_check_request(service: &str) -> Bytes {
-    // HealthCheckRequest { string service = 1; }: the field is left out when
-    // empty, as proto3 does.
-    let mut message = Vec::with_capacity(service.len() + 6);
-    if !service.is_empty() {
-        message.push(0x0a);
-        put_varint(&mut message, service.len() as u64);
-        message.extend_from_slice(service.as_bytes());
-    }
-    // A service name is a config value of reasonable size.
-    frame(0, &message).unwrap_or_default()
-}
-
-/// The serving status of a `HealthCheckResponse`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServingStatus {
-    Unknown,
-    Serving,
-    NotServing,
-    ServiceUnknown,
-    /// A value this reader does not know; never healthy.
-    Other(u64),
-}
-
-/// Why a `HealthCheckResponse` could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HealthDecodeError {
-    #[error("malformed protobuf in the health response")]
-    Malformed,
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-}
-
-/// Decodes the framed body of a `HealthCheckResponse { ServingStatus
-/// status = 1; }`. Unknown fields are skipped as protobuf requires; a
-/// missing status field is proto3's default, UNKNOWN.
-pub fn decode_health_response(body: &[u8]) -> Result<ServingStatus, HealthDecodeError> {
-    let mut message = first_message(body, 64 * 1024)?;
-    let mut status = 0;
-    while !message.is_empty() {
-        let key = take_varint(&mut message)?;
-        let (field, wire) = (key >> 3, key & 7);
-        match wire {
-            0 => {
-                let value = take_varint(&mut message)?;
-                if field == 1 {
-                    status = value;
-                }
-            }
-            1 => skip(&mut message, 8)?,
-            2 => {
-                let len = take_varint(&mut message)?;
-                skip(&mut message, usize::try_from(len).map_err(|_| Malformed)?)?;
-            }
-            5 => skip(&mut message, 4)?,
-            _ => return Err(HealthDecodeError::Malformed),
-        }
-    }
-    Ok(match status {
-        0 => ServingStatus::Unknown,
-        1 => ServingStatus::Serving,
-        2 => ServingStatus::NotServing,
-        3 => ServingStatus::ServiceUnknown,
-        other => ServingStatus::Other(other),
-    })
-}
-
-use HealthDecodeError::Malformed;
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn take_varint(input: &mut &[u8]) -> Result<u64, HealthDecodeError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = input.split_first().ok_or(Malformed)?;
-        *input = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(Malformed)
-}
-
-fn skip(input: &mut &[u8], n: usize) -> Result<(), HealthDecodeError> {
-    *input = input.get(n..).ok_or(Malformed)?;
-    Ok(())
-}
-
-/// Why a gRPC-Web-text body could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Base64Error {
-    #[error("the body is not valid base64")]
-    Invalid,
-    #[error("the body ends inside a base64 quantum")]
-    Truncated,
-}
-
-/// Decodes a base64 body that arrives in chunks cut anywhere. Clients may
-/// encode each message on its own, so padding can end one quantum in the
-/// middle of the stream; decoding therefore goes quantum by quantum across
-/// such joints and carries at most three characters to the next chunk.
-#[derive(Debug, Default)]
-pub struct Base64Decoder {
-    pending: Vec<u8>,
-}
-
-impl Base64Decoder {
-    pub fn new() -> Base64Decoder {
-        Base64Decoder::default()
-    }
-
-    /// Decodes what `chunk` completes; the rest waits for the next chunk.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Bytes, Base64Error> {
-        self.pending.extend_from_slice(chunk);
-        let whole = self.pending.len() / 4 * 4;
-        let mut out = Vec::with_capacity(whole / 4 * 3);
-        let mut start = 0;
-        // Runs of quanta up to one that carries padding decode in one call.
-        for end in (4..=whole).step_by(4) {
-            if self.pending[end - 1] == b'=' || end == whole {
-                STANDARD
-                    .decode_vec(&self.pending[start..end], &mut out)
-                    .map_err(|_| Base64Error::Invalid)?;
-                start = end;
-            }
-        }
-        self.pending.drain(..whole);
-        Ok(Bytes::from(out))
-    }
-
-    /// Ends the stream: an incomplete quantum left over is an error.
-    pub fn finish(&self) -> Result<(), Base64Error> {
-        if self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(Base64Error::Truncated)
-        }
-    }
-}
-
-/// Encodes a stream in base64 chunk by chunk so that the output joined is
-/// the encoding of the input joined: padding only at the very end, which
-/// every gRPC-Web-text client reads.
-#[derive(Debug, Default)]
-pub struct Base64Encoder {
-    pending: Vec<u8>,
-}
-
-impl Base64Encoder {
-    pub fn new() -> Base64Encoder {
-        Base64Encoder::default()
-    }
-
-    /// Encodes the whole three-byte groups `chunk` completes.
-    pub fn push(&mut self, chunk: &[u8]) -> Bytes {
-        self.pending.extend_from_slice(chunk);
-        let whole = self.pending.len() / 3 * 3;
-        let text = STANDARD.encode(&self.pending[..whole]);
-        self.pending.drain(..whole);
-        Bytes::from(text)
-    }
-
-    /// Encodes what is left, with padding.
-    pub fn finish(&mut self) -> Bytes {
-        let text = STANDARD.encode(&self.pending);
-        self.pending.clear();
-        Bytes::from(text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,81 +447,7 @@ mod tests {
         assert_eq!(first_message(&compressed, 10), Err(FrameError::Compressed));
     }
 
-    #[test]
-    fn health_requests_encode_the_service_as_field_one() {
-        assert_eq!(&health_check_request("")[..], &[0, 0, 0, 0, 0]);
-        let body = health_check_request("pkg.Svc");
-        assert_eq!(&body[..5], &[0, 0, 0, 0, 9]);
-        assert_eq!(&body[5..7], &[0x0a, 7]);
-        assert_eq!(&body[7..], b"pkg.Svc");
-    }
-
-    #[test]
-    fn health_responses_decode_status_and_skip_unknown_fields() {
-        let serving = frame(0, &[0x08, 0x01]).unwrap();
-        assert_eq!(decode_health_response(&serving), Ok(ServingStatus::Serving));
-        let not = frame(0, &[0x08, 0x02]).unwrap();
-        assert_eq!(decode_health_response(&not), Ok(ServingStatus::NotServing));
-        let empty = frame(0, &[]).unwrap();
-        assert_eq!(decode_health_response(&empty), Ok(ServingStatus::Unknown));
-        // field 2 (bytes "ab"), field 3 (fixed32), then status SERVING
-        let extra = frame(0, &[0x12, 2, b'a', b'b', 0x1d, 1, 2, 3, 4, 0x08, 1]).unwrap();
-        assert_eq!(decode_health_response(&extra), Ok(ServingStatus::Serving));
-        let cut = frame(0, &[0x12, 9, b'a']).unwrap();
-        assert_eq!(decode_health_response(&cut), Err(Malformed));
-        let bad_varint = frame(0, &[0x08, 0xff]).unwrap();
-        assert_eq!(decode_health_response(&bad_varint), Err(Malformed));
-    }
-
-    #[test]
-    fn base64_decoding_accepts_padding_between_messages() {
-        let joined = format!("{}{}", STANDARD.encode(b"ab"), STANDARD.encode(b"cde"));
-        let mut d = Base64Decoder::new();
-        assert_eq!(&d.push(joined.as_bytes()).unwrap()[..], b"abcde");
-        assert_eq!(d.finish(), Ok(()));
-        let mut bad = Base64Decoder::new();
-        assert_eq!(bad.push(b"ab!d"), Err(Base64Error::Invalid));
-        let mut cut = Base64Decoder::new();
-        assert_eq!(&cut.push(b"YWJjYQ").unwrap()[..], b"abc");
-        assert_eq!(cut.finish(), Err(Base64Error::Truncated));
-    }
-
     proptest! {
-        #[test]
-        fn base64_decoding_does_not_depend_on_where_chunks_are_cut(
-            messages in proptest::collection::vec(
-                proptest::collection::vec(any::<u8>(), 0..40), 0..6),
-            cuts in proptest::collection::vec(0usize..400, 0..8),
-        ) {
-            let text: String = messages.iter().map(|m| STANDARD.encode(m)).collect();
-            let expected: Vec<u8> = messages.concat();
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (text.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut d = Base64Decoder::new();
-            let mut out = Vec::new();
-            let mut from = 0;
-            for cut in cuts.into_iter().chain([text.len()]) {
-                out.extend_from_slice(&d.push(&text.as_bytes()[from..cut]).unwrap());
-                from = cut;
-            }
-            prop_assert_eq!(d.finish(), Ok(()));
-            prop_assert_eq!(out, expected);
-        }
-
-        #[test]
-        fn base64_encoding_in_chunks_equals_encoding_at_once(
-            chunks in proptest::collection::vec(
-                proptest::collection::vec(any::<u8>(), 0..50), 0..8),
-        ) {
-            let mut e = Base64Encoder::new();
-            let mut text = Vec::new();
-            for c in &chunks {
-                text.extend_from_slice(&e.push(c));
-            }
-            text.extend_from_slice(&e.finish());
-            prop_assert_eq!(text, STANDARD.encode(chunks.concat()).into_bytes());
-        }
-
         #[test]
         fn encoded_messages_decode_to_themselves(message in ".*") {
             let encoded = encode_message(&message);
