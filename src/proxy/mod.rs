@@ -209,7 +209,7 @@ impl ProxyHttp for Gateway {
         if let Some(call) = ctx.grpc.as_mut() {
             if let Err(failure) = grpc::request_body(call, body, end_of_stream) {
                 ctx.failure = Some(failure);
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, failure.message())
+                return Error::e_explain(ErrorType::Custom("bad_grpc_web_body"), failure.message())
                     .map_err(|e| e.into_down());
             }
         }

@@ -458,6 +458,19 @@ mod tests {
     }
 
     #[test]
+    fn an_h2c_pool_asks_for_h2_only_and_multiplexes_its_streams() {
+        let (mut s, r) = spec(Balance::RoundRobin, &[1]);
+        let http1 = Pool::new("test", &s, &r).peer(0);
+        assert_eq!(http1.options.alpn, pingora::protocols::ALPN::H1);
+        s.protocol = UpstreamProtocol::H2c;
+        s.max_h2_streams = 250;
+        let peer = Pool::new("test", &s, &r).peer(0);
+        assert_eq!(peer.options.alpn, pingora::protocols::ALPN::H2);
+        assert_eq!(peer.options.max_h2_streams, 250);
+        assert!(peer.scheme == pingora::upstreams::peer::Scheme::HTTP);
+    }
+
+    #[test]
     fn selection_skips_backends_already_tried() {
         let p = pool(Balance::RoundRobin, &[1, 1]);
         for _ in 0..10 {
