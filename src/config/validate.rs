@@ -37,6 +37,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
         grpc::check_upstream(&key_path("upstreams", name), upstream, &mut errors);
     }
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
+    grpc::check_routes(&draft.routes, &draft.upstreams, &mut errors);
     identity::check(draft, &mut errors);
     policy::check(draft, &mut errors);
     traffic::check(draft, &mut errors);

@@ -2,10 +2,11 @@
 //! the `match.grpc` shorthand, which is turned into a `path` match here so
 //! that the router needs to know nothing of gRPC.
 
+use crate::config::schema::RouteSpec;
 use crate::config::schema::{
     HealthCheckKind, MatchSpec, PathMatchSpec, UpstreamProtocol, UpstreamSpec,
 };
-use crate::config::ConfigError;
+use crate::config::{index_path, ConfigError};
 
 /// More concurrent streams than any server allows on one connection
 /// (HTTP/2 servers advertise from 100 to a few thousand).
@@ -75,6 +76,28 @@ pub(super) fn compile_match(path: &str, matches: &mut MatchSpec, errors: &mut Ve
             Some(method) => PathMatchSpec::Exact(format!("/{}/{method}", grpc.service)),
             None => PathMatchSpec::Prefix(format!("/{}", grpc.service)),
         });
+    }
+}
+
+/// A route that matches gRPC must go to an HTTP/2 pool: over HTTP/1.1 the
+/// calls would lose their trailers, and with them their status.
+pub(super) fn check_routes(
+    routes: &[(usize, RouteSpec)],
+    upstreams: &[(String, UpstreamSpec)],
+    errors: &mut Vec<ConfigError>,
+) {
+    for (i, route) in routes {
+        if route.matches.grpc.is_none() {
+            continue;
+        }
+        let pool = upstreams.iter().find(|(name, _)| *name == route.upstream);
+        if let Some((name, _)) = pool.filter(|(_, spec)| !spec.protocol.is_h2()) {
+            errors.push(ConfigError::new(
+                format!("{}.upstream", index_path("routes", *i)),
+                format!("a gRPC route needs an HTTP/2 upstream, and {name:?} speaks HTTP/1.1"),
+                format!("set `protocol: h2c` (or `h2` with `tls`) on upstreams.{name}"),
+            ));
+        }
     }
 }
 

@@ -4,14 +4,30 @@ use crate::config::load_str_with_env;
 use crate::config::schema::{PathMatchSpec, UpstreamProtocol};
 use crate::config::test_support::{only_error, with_route, with_upstream};
 
+/// A file with an h2c upstream `users` and the single route `route`.
+fn with_grpc_route(route: &str) -> String {
+    with_route(route).replace(
+        "users: {backends: [{address: 'u:80'}]}",
+        "users: {backends: [{address: 'u:80'}], protocol: h2c}",
+    )
+}
+
+#[test]
+fn a_grpc_route_to_an_http1_upstream_is_rejected() {
+    let yaml = with_route("{id: r, upstream: users, match: {grpc: {service: a.B}}}");
+    let e = only_error(&yaml, "routes[0].upstream", "needs an HTTP/2 upstream");
+    assert!(e.fix.contains("upstreams.users"), "{e}");
+}
+
 #[test]
 fn a_grpc_match_becomes_an_exact_path_for_a_method_and_a_prefix_for_a_service() {
-    let yaml =
-        with_route("{id: r, upstream: users, match: {grpc: {service: pkg.v1.Svc, method: Get}}}");
+    let yaml = with_grpc_route(
+        "{id: r, upstream: users, match: {grpc: {service: pkg.v1.Svc, method: Get}}}",
+    );
     let config = load_str_with_env(&yaml, &|_| None).unwrap();
     let path = config.routes[0].matches.path.clone();
     assert_eq!(path, Some(PathMatchSpec::Exact("/pkg.v1.Svc/Get".into())));
-    let yaml = with_route("{id: r, upstream: users, match: {grpc: {service: pkg.v1.Svc}}}");
+    let yaml = with_grpc_route("{id: r, upstream: users, match: {grpc: {service: pkg.v1.Svc}}}");
     let config = load_str_with_env(&yaml, &|_| None).unwrap();
     let path = config.routes[0].matches.path.clone();
     assert_eq!(path, Some(PathMatchSpec::Prefix("/pkg.v1.Svc".into())));
@@ -19,13 +35,14 @@ fn a_grpc_match_becomes_an_exact_path_for_a_method_and_a_prefix_for_a_service() 
 
 #[test]
 fn a_grpc_name_with_a_slash_or_nothing_in_it_is_rejected() {
-    let yaml = with_route("{id: r, upstream: users, match: {grpc: {service: 'pkg/Svc'}}}");
+    let yaml = with_grpc_route("{id: r, upstream: users, match: {grpc: {service: 'pkg/Svc'}}}");
     only_error(
         &yaml,
         "routes[0].match.grpc.service",
         "\"pkg/Svc\" is not a gRPC name",
     );
-    let yaml = with_route("{id: r, upstream: users, match: {grpc: {service: a.B, method: ''}}}");
+    let yaml =
+        with_grpc_route("{id: r, upstream: users, match: {grpc: {service: a.B, method: ''}}}");
     only_error(
         &yaml,
         "routes[0].match.grpc.method",
@@ -35,8 +52,9 @@ fn a_grpc_name_with_a_slash_or_nothing_in_it_is_rejected() {
 
 #[test]
 fn a_grpc_match_beside_a_path_match_is_rejected() {
-    let yaml =
-        with_route("{id: r, upstream: users, match: {grpc: {service: a.B}, path: {prefix: /x}}}");
+    let yaml = with_grpc_route(
+        "{id: r, upstream: users, match: {grpc: {service: a.B}, path: {prefix: /x}}}",
+    );
     only_error(&yaml, "routes[0].match.grpc", "either `grpc` or `path`");
 }
 
