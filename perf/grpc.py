@@ -78,7 +78,7 @@ def request_body(workdir):
     return path
 
 
-def portico_config(workdir, port, admin, upstream, threads):
+def portico_config(workdir, port, admin, upstream, threads, streams):
     return f"""version: 1
 server:
   threads: {threads}
@@ -97,7 +97,7 @@ logging:
 upstreams:
   echo:
     protocol: h2c
-    max_h2_streams: 100
+    max_h2_streams: {streams}
     backends: [{{address: "127.0.0.1:{upstream}"}}]
 routes:
   - id: echo
@@ -151,6 +151,8 @@ def main():
     ap.add_argument("--duration", type=int, default=None, help="measured seconds per row")
     ap.add_argument("--warmup", type=int, default=None, help="unmeasured seconds per row")
     ap.add_argument("--threads", type=int, default=1, help="Portico's worker threads")
+    ap.add_argument("--max-h2-streams", type=int, default=100,
+                    help="the pool's max_h2_streams")
     ap.add_argument("--loads", default=None,
                     help="connections x streams, e.g. 1x1,4x16,16x64 (the default)")
     args = ap.parse_args()
@@ -172,7 +174,8 @@ def main():
         port, admin = free_port(), free_port()
         conf = os.path.join(workdir, "portico.yaml")
         with open(conf, "w") as f:
-            f.write(portico_config(workdir, port, admin, upstream, args.threads))
+            f.write(portico_config(workdir, port, admin, upstream, args.threads,
+                                 args.max_h2_streams))
         log = open(os.path.join(workdir, "portico.log"), "w")
         start([os.path.join(bins, "portico"), "run", "-c", conf],
               stdout=subprocess.DEVNULL, stderr=log)
@@ -181,7 +184,8 @@ def main():
             check_call(target, body)
 
         print(f"gRPC unary echo, {args.build_profile} build, {duration} s per row "
-              f"after {warmup} s warm-up, Portico with {args.threads} thread(s)"
+              f"after {warmup} s warm-up, Portico with {args.threads} thread(s) and "
+              f"max_h2_streams {args.max_h2_streams}"
               + (" (smoke run: the figures mean nothing)" if args.smoke else ""))
         print()
         print("| connections x streams | direct req/s | Portico req/s | Portico / direct "
