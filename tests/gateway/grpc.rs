@@ -198,6 +198,7 @@ async fn grpc_passes_over_tls_with_alpn_h2_on_both_sides() {
   echo:
     protocol: h2
     tls: {{ca: \"{ca_path}\", sni: grpc.test}}
+    health_check: {{type: grpc, interval: 100ms, healthy_threshold: 1, unhealthy_threshold: 1}}
     backends: [{{ address: \"{}\" }}]
 routes:
   - {{id: grpc, match: {{grpc: {{service: {SERVICE}}}}}, upstream: echo}}
@@ -219,4 +220,15 @@ routes:
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    // The gRPC health check speaks the pool's TLS and h2 too.
+    server
+        .health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the TLS backend marked down",
+        || async { gw.backend_healthy("echo", server.addr) == Some(false) },
+    )
+    .await;
 }
