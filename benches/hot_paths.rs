@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portico::config::schema::{
     AccessLogSpec, BackendSpec, Balance, Dur, HashKeySpec, LogFormat, LogTarget, LoggingSpec,
-    PassiveHealthSpec, TimeoutsSpec, UpstreamSpec,
+    PassiveHealthSpec, TimeoutsSpec, UpstreamProtocol, UpstreamSpec,
 };
 use portico::observe::access_log::AccessRecord;
 use portico::observe::logging;
@@ -44,6 +44,8 @@ fn pool(balance: Balance, backends: usize) -> Pool {
         retries: 2,
         tls: None,
         circuit_breaker: None,
+        protocol: UpstreamProtocol::Http1,
+        max_h2_streams: 100,
     };
     Pool::new("bench", &spec, &resolved)
 }

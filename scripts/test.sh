@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: doc tests, a build of the benchmarks (so they
 # cannot rot), a smoke run of the load comparison (every proxy of perf/run.sh
-# answers correctly and every table is written; no figure is judged), then the
+# answers correctly and every table is written; no figure is judged) and of
+# the gRPC one (perf/grpc.sh: the calls end with grpc-status 0), then the
 # unit tests and the integration tests that drive the real gateway binary.
 # Installs missing build tools first (perf/run.sh installs nginx, HAProxy, wrk
 # and h2load for the smoke run).
@@ -14,4 +15,5 @@ cargo test --workspace --benches --no-run
 smoke_out=$(mktemp -d)
 trap 'rm -rf "$smoke_out"' EXIT
 perf/run.sh --smoke --debug --out "$smoke_out/RESULTS.md"
+perf/grpc.sh --smoke --debug
 cargo test --workspace --lib --bins --tests "$@"

@@ -295,6 +295,12 @@ pub struct UpstreamSpec {
     /// Fail fast while the backends keep failing.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
+    /// HTTP/1.1, h2c or h2 (TLS) to the backends; gRPC needs h2c or h2.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Concurrent requests one HTTP/2 connection to a backend carries.
+    #[serde(default = "default_max_h2_streams")]
+    pub max_h2_streams: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -411,6 +417,8 @@ impl Default for TimeoutsSpec {
 pub enum HealthCheckKind {
     Http,
     Tcp,
+    /// The standard `grpc.health.v1.Health/Check` call; needs an HTTP/2 upstream.
+    Grpc,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -427,6 +435,10 @@ pub struct HealthCheckSpec {
     /// Statuses that count as healthy for `type: http`.
     #[serde(default = "default_expect")]
     pub expect_status: Vec<u16>,
+    /// The service asked about for `type: grpc`; empty (the default) asks
+    /// about the server as a whole.
+    #[serde(default)]
+    pub service: Option<String>,
     #[serde(default = "default_interval")]
     pub interval: Dur,
     #[serde(default = "default_check_timeout")]
@@ -499,6 +511,9 @@ pub struct MatchSpec {
     pub headers: Vec<ValueMatchSpec>,
     #[serde(default)]
     pub query: Vec<ValueMatchSpec>,
+    /// gRPC service and method; shorthand for a `path` match.
+    #[serde(default)]
+    pub grpc: Option<GrpcMatchSpec>,
 }
 
 /// Written as a map with exactly one key: `{exact: ..}`, `{prefix: ..}` or `{regex: ..}`.
@@ -572,7 +587,6 @@ mod websocket;
 pub use auth::*;
 #[allow(unused_imports)]
 pub use graphql::*;
-#[allow(unused_imports)]
 pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;

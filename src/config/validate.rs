@@ -5,6 +5,7 @@
 //! to case: methods are uppercased and hosts lowercased.
 
 mod graphql;
+mod grpc;
 mod identity;
 mod policy;
 mod routes;
@@ -34,8 +35,10 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     }
     for (name, upstream) in &draft.upstreams {
         upstreams::check(&key_path("upstreams", name), upstream, &mut errors);
+        grpc::check_upstream(&key_path("upstreams", name), upstream, &mut errors);
     }
     routes::check(&mut draft.routes, &draft.upstream_names, &mut errors);
+    grpc::check_routes(&draft.routes, &draft.upstreams, &mut errors);
     identity::check(draft, &mut errors);
     policy::check(draft, &mut errors);
     traffic::check(draft, &mut errors);

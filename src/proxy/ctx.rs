@@ -60,6 +60,8 @@ pub struct RequestCtx {
     pub pool_override: Option<Arc<crate::upstream::Pool>>,
     /// The GraphQL error response for a refused GraphQL request.
     pub graphql_answer: Option<super::graphql::GraphqlAnswer>,
+    /// Set when the request is a gRPC or gRPC-Web call.
+    pub grpc: Option<super::grpc::Call>,
 }
 
 impl RequestCtx {
@@ -89,6 +91,7 @@ impl RequestCtx {
             circuit: None,
             pool_override: None,
             graphql_answer: None,
+            grpc: None,
         }
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Every step that rejects a request, and every upstream failure Pingora
 //! reports, is turned into a [`Failure`]; [`respond`] writes it as a JSON body
-//! carrying the request id. Later protocols (gRPC, GraphQL) add their own
-//! renderings here, keyed on the same `Failure`.
+//! carrying the request id, or, to a gRPC client, as a trailers-only gRPC
+//! response (see [`super::grpc::respond`]). Later protocols (GraphQL) add
+//! their own renderings here, keyed on the same `Failure`.
 //!
 //! Known limitation: a request whose head Pingora cannot parse (a request line
 //! such as `GET / HTTP/1.1 x`, or broken header syntax) is answered by Pingora
@@ -194,6 +195,15 @@ pub async fn respond_with(
     request_id: &str,
     extra: &[(http::HeaderName, http::HeaderValue)],
 ) {
+    if session.response_written().is_some() {
+        return;
+    }
+    // A gRPC client reads only a gRPC status: the cause goes in trailers.
+    if let Some(call) = super::grpc::classify(session.req_header()) {
+        super::close_when_stopping(session);
+        super::grpc::respond(session, call, failure, request_id, extra).await;
+        return;
+    }
     let body = render_json(failure, request_id);
     let content_type = "application/json";
     write_answer(

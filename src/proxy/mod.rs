@@ -116,7 +116,15 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        select_backend(session, ctx)
+        if ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent()) {
+            ctx.failure = Some(Failure::UpstreamTimeout);
+            return Error::e_explain(ErrorType::HTTPStatus(504), "grpc-timeout already spent");
+        }
+        let mut peer = select_backend(session, ctx)?;
+        if let Some(call) = &ctx.grpc {
+            call.bound(&mut peer);
+        }
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -169,7 +177,11 @@ impl ProxyHttp for Gateway {
         let client_stalled = *e.etype() == ErrorType::ReadTimedout
             && *e.esource() == ErrorSource::Upstream
             && !session.as_mut().is_body_done();
-        let upstream_fault = *e.esource() == ErrorSource::Upstream && !client_stalled;
+        // Likewise a timeout that only the client's short `grpc-timeout`
+        // caused says nothing about the backend.
+        let deadline_spent = ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent());
+        let upstream_fault =
+            *e.esource() == ErrorSource::Upstream && !client_stalled && !deadline_spent;
         if let (true, Some(pool), Some(idx)) = (upstream_fault, ctx.pool(), ctx.backend) {
             pool.report(idx, Outcome::ServerError);
         }
@@ -206,6 +218,13 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(call) = ctx.grpc.as_mut() {
+            if let Err(failure) = grpc::request_body(call, body, end_of_stream) {
+                ctx.failure = Some(failure);
+                return Error::e_explain(ErrorType::Custom("bad_grpc_web_body"), failure.message())
+                    .map_err(|e| e.into_down());
+            }
+        }
         if let Some(chunk) = body.as_ref() {
             ctx.body_seen += chunk.len() as u64;
             let limits = &ctx.snapshot.policies.for_route(ctx.route).limits;
@@ -236,7 +255,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_sent = Some(std::time::Instant::now());
-        prepare_upstream_request(session, upstream, ctx)
+        prepare_upstream_request(session, upstream, ctx)?;
+        if let Some(call) = &ctx.grpc {
+            grpc::prepare_upstream_request(upstream, call)?;
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -284,6 +307,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        if let Some(call) = &ctx.grpc {
+            grpc::response_header(call, response)?;
+        }
         if let Some(hsts) = &ctx.hsts {
             response.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
         }
@@ -301,6 +327,34 @@ impl ProxyHttp for Gateway {
         }
         close_when_stopping(session);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(call) = ctx.grpc.as_mut() {
+            grpc::response_body(call, body, end_of_stream);
+        }
+        Ok(None)
+    }
+
+    /// Bytes returned here are written to the client's body in place of
+    /// the trailers (Pingora does so on the HTTP/2 upstream path), which is
+    /// how gRPC-Web carries them.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        Ok(ctx
+            .grpc
+            .as_mut()
+            .and_then(|call| grpc::response_trailers(call, trailers)))
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _e: &Error) -> bool {
@@ -351,10 +405,11 @@ impl ProxyHttp for Gateway {
         // upstream response filter reports those): a failure when the pool
         // was tried and did not answer.
         if let Some(attempt) = ctx.circuit.take() {
-            let upstream_failed = matches!(
+            let upstream_failed = (matches!(
                 ctx.failure,
                 Some(Failure::UpstreamFailed | Failure::UpstreamTimeout)
-            ) || (e.is_some() && ctx.backend.is_some());
+            ) || (e.is_some() && ctx.backend.is_some()))
+                && !ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent());
             if upstream_failed {
                 attempt.failed();
             } else {
@@ -384,6 +439,7 @@ fn close_when_stopping(session: &mut Session) {
 fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = headers::request_id(&req.headers);
+    ctx.grpc = grpc::classify(req);
     ctx.peer_ip = session
         .client_addr()
         .and_then(|a| a.as_inet())

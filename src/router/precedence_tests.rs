@@ -155,6 +155,7 @@ fn match_spec() -> impl Strategy<Value = MatchSpec> {
             methods: methods.into_iter().map(String::from).collect(),
             headers,
             query,
+            grpc: None,
         })
 }
 

@@ -4,7 +4,8 @@
 //! each `interval`, concurrently, each probe bounded by `timeout`. A backend
 //! flips to unhealthy after `unhealthy_threshold` failed probes in a row and
 //! back after `healthy_threshold` passing ones. The probes themselves are
-//! Pingora's `HttpHealthCheck` and `TcpHealthCheck`.
+//! Pingora's `HttpHealthCheck` and `TcpHealthCheck`, and Portico's own
+//! [`GrpcHealthCheck`] for `type: grpc`.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use pingora::services::background::BackgroundService;
 use pingora::{Error, ErrorType};
 use tracing::debug;
 
+use super::grpc_health::GrpcHealthCheck;
 use super::{Backend, Pool};
 use crate::config::schema::{HealthCheckKind, HealthCheckSpec};
 use crate::gateway::SharedSnapshot;
@@ -49,7 +51,16 @@ async fn check_pool_forever(pool: Arc<Pool>, spec: HealthCheckSpec) {
     let probes: Vec<Option<Box<dyn HealthCheck + Send + Sync>>> = pool
         .backends()
         .iter()
-        .map(|b| build_probe(&spec, b, pool.tls.as_deref()))
+        .enumerate()
+        .map(|(i, b)| match spec.kind {
+            HealthCheckKind::Grpc => {
+                let service = spec.service.as_deref().unwrap_or("");
+                let authority = spec.host.as_deref().unwrap_or(&b.label);
+                let probe = GrpcHealthCheck::new(pool.peer(i), authority, service);
+                Some(Box::new(probe) as Box<dyn HealthCheck + Send + Sync>)
+            }
+            _ => build_probe(&spec, b, pool.tls.as_deref()),
+        })
         .collect();
     let mut ticker = tokio::time::interval(spec.interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,8 +108,8 @@ async fn check_pool_once(
     }
 }
 
-/// Builds the probe for one backend; `None` when the spec cannot make a valid
-/// request (validation rules that out).
+/// Builds the HTTP or TCP probe for one backend; `None` when the spec cannot
+/// make a valid request (validation rules that out) or is of another kind.
 /// Over TLS when the pool speaks it, with the pool's SNI, verification, CA
 /// and client certificate: a backend whose certificate the proxy would
 /// refuse is not healthy.
@@ -147,5 +158,6 @@ fn build_probe(
             }));
             Some(Box::new(probe))
         }
+        HealthCheckKind::Grpc => None,
     }
 }

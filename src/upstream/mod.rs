@@ -9,6 +9,7 @@
 
 mod balance;
 pub mod circuit;
+mod grpc_health;
 pub mod health;
 mod pool;
 pub mod resolve;

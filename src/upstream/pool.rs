@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::balance::{wrr_schedule, HashKey};
 use super::circuit::{Circuit, CircuitSettings};
 use super::resolve::Resolved;
-use crate::config::schema::{Balance, HealthCheckSpec, UpstreamSpec};
+use crate::config::schema::{Balance, HealthCheckSpec, UpstreamProtocol, UpstreamSpec};
 use crate::tls::upstream::UpstreamTls;
 
 /// The host of `host:port`, `[v6]:port` or a bare host, as written.
@@ -161,6 +161,10 @@ pub struct Pool {
     pub tls: Option<Arc<UpstreamTls>>,
     /// Fails requests fast while the backends keep failing.
     pub circuit: Option<Circuit>,
+    /// HTTP/1.1 or HTTP/2 to the backends.
+    pub protocol: UpstreamProtocol,
+    /// Streams one HTTP/2 connection carries before Pingora opens another.
+    pub max_h2_streams: usize,
 }
 
 /// The consistent-hash ring; a newtype so the pool can derive `Debug`.
@@ -221,6 +225,8 @@ impl Pool {
             retries: spec.retries,
             checked: AtomicBool::new(spec.health_check.is_none()),
             tls: None,
+            protocol: spec.protocol,
+            max_h2_streams: spec.max_h2_streams,
             circuit: spec.circuit_breaker.as_ref().map(|c| {
                 Circuit::new(
                     name,
@@ -243,7 +249,13 @@ impl Pool {
     }
 
     /// A peer for backend `idx`, over TLS when the pool has it, with the
-    /// pool's timeouts.
+    /// pool's timeouts and protocol.
+    ///
+    /// HTTP/2 peers ask for ALPN `h2` only, never `h2` or `http/1.1`: a gRPC
+    /// call downgraded to HTTP/1.1 would lose its trailers. Without TLS the
+    /// connector then speaks h2c with prior knowledge. Pingora's default of
+    /// one stream per connection is raised to `max_h2_streams`, so that
+    /// concurrent calls share connections.
     pub fn peer(&self, idx: usize) -> HttpPeer {
         let backend = &self.backends[idx];
         let mut peer = match &self.tls {
@@ -255,6 +267,10 @@ impl Pool {
         peer.options.read_timeout = Some(t.read);
         peer.options.write_timeout = Some(t.write);
         peer.options.idle_timeout = Some(t.idle.unwrap_or(Duration::ZERO));
+        if self.protocol.is_h2() {
+            peer.options.alpn = pingora::protocols::ALPN::H2;
+            peer.options.max_h2_streams = self.max_h2_streams;
+        }
         peer
     }
 
@@ -414,6 +430,8 @@ mod tests {
             retries: 2,
             tls: None,
             circuit_breaker: None,
+            protocol: UpstreamProtocol::Http1,
+            max_h2_streams: 100,
         };
         (spec, resolved)
     }
@@ -437,6 +455,19 @@ mod tests {
                 "backend {i}: {got} vs {share}"
             );
         }
+    }
+
+    #[test]
+    fn an_h2c_pool_asks_for_h2_only_and_multiplexes_its_streams() {
+        let (mut s, r) = spec(Balance::RoundRobin, &[1]);
+        let http1 = Pool::new("test", &s, &r).peer(0);
+        assert_eq!(http1.options.alpn, pingora::protocols::ALPN::H1);
+        s.protocol = UpstreamProtocol::H2c;
+        s.max_h2_streams = 250;
+        let peer = Pool::new("test", &s, &r).peer(0);
+        assert_eq!(peer.options.alpn, pingora::protocols::ALPN::H2);
+        assert_eq!(peer.options.max_h2_streams, 250);
+        assert!(peer.scheme == pingora::upstreams::peer::Scheme::HTTP);
     }
 
     #[test]

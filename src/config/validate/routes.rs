@@ -137,6 +137,7 @@ fn check_match(path: &str, matches: &mut MatchSpec, errors: &mut Vec<ConfigError
         *host = host.to_ascii_lowercase();
         check_host(&index_path(&format!("{path}.hosts"), i), host, errors);
     }
+    super::grpc::compile_match(path, matches, errors);
     if let Some(spec) = &matches.path {
         check_path(&format!("{path}.path"), spec, errors);
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod graphql;
+pub mod grpc;
 pub mod introspect;
 pub mod jwks;
 pub mod raw;
