@@ -164,6 +164,9 @@ pub async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<(), Fa
     if is_websocket_upgrade(req) {
         // Subscriptions travel over WebSocket; the operations are inside the
         // stream, so the upgrade itself picks the subscription pool.
+        if let Err(rejection) = check_upgrade(req.uri.query().unwrap_or("")) {
+            return Err(refuse(ctx, &rejection, modern));
+        }
         let upgrade = [(Some(OperationKind::Subscription), None)];
         ctx.pool_override = route.pool_for(upgrade.into_iter());
         return Ok(());
@@ -340,10 +343,29 @@ async fn read_body(
     Ok(Ok(session.as_ref().get_retry_buffer().unwrap_or_default()))
 }
 
+/// A GET that the WebSocket step will serve; any other method goes through
+/// [`judge`] and is refused there or at the handshake check.
 fn is_websocket_upgrade(req: &pingora::http::RequestHeader) -> bool {
-    req.method == http::Method::GET
-        && req
-            .headers
-            .get(http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    req.method == http::Method::GET && super::websocket::is_upgrade(req)
+}
+
+/// Refuses a WebSocket upgrade whose query string carries GraphQL
+/// parameters: the upgrade is not analysed, and an upstream that ignored
+/// `Upgrade` would run such a GET past every limit of the route.
+fn check_upgrade(query_string: &str) -> Result<(), Rejection> {
+    let extracted = extract(Transport::Get { query_string })?;
+    let carries_graphql = extracted.requests.iter().any(|r| {
+        r.query.is_some()
+            || r.operation_name.is_some()
+            || r.variables.is_some()
+            || r.persisted_hash.is_some()
+    });
+    if carries_graphql {
+        return Err(Rejection::new(
+            RejectKind::Malformed,
+            "BAD_REQUEST",
+            "a WebSocket upgrade carries its operations in the stream, not in the query string",
+        ));
+    }
+    Ok(())
 }

@@ -20,6 +20,7 @@ mod proxy_protocol;
 mod proxying;
 mod routing;
 mod streaming;
+mod subscriptions;
 mod tls;
 mod traffic;
 mod websocket;

@@ -68,6 +68,13 @@ impl WsUpstream {
         WsUpstream::serve(move |tcp, state| echo_on(tcp, state, greeting)).await
     }
 
+    /// A subscription server speaking `graphql-transport-ws`: it picks that
+    /// subprotocol, acknowledges `connection_init`, and answers each
+    /// `subscribe` with one `next` naming `served_by` and a `complete`.
+    pub async fn graphql_ws(served_by: &'static str) -> WsUpstream {
+        WsUpstream::serve(move |tcp, _| graphql_ws_on(tcp, served_by)).await
+    }
+
     /// [`WsUpstream::echo`] over TLS with `leaf`'s certificate.
     pub async fn echo_tls(leaf: &Leaf) -> WsUpstream {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(leaf.server_config()));
@@ -160,6 +167,44 @@ where
             state.close_codes.lock().unwrap().push(code);
         } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The subscription server's side of one connection.
+async fn graphql_ws_on(tcp: TcpStream, served_by: &'static str) {
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    let choose = |_: &Request, mut response: Response| {
+        response.headers_mut().insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static("graphql-transport-ws"),
+        );
+        Ok(response)
+    };
+    let Ok(mut ws) =
+        tokio_tungstenite::accept_hdr_async_with_config(tcp, choose, Some(unlimited())).await
+    else {
+        return;
+    };
+    while let Some(Ok(Message::Text(text))) = ws.next().await {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let replies = match msg["type"].as_str() {
+            Some("connection_init") => vec![serde_json::json!({ "type": "connection_ack" })],
+            Some("subscribe") => vec![
+                serde_json::json!({
+                    "id": msg["id"], "type": "next",
+                    "payload": { "data": { "served_by": served_by } }
+                }),
+                serde_json::json!({ "id": msg["id"], "type": "complete" }),
+            ],
+            _ => return,
+        };
+        for reply in replies {
+            if ws.send(Message::text(reply.to_string())).await.is_err() {
+                return;
+            }
         }
     }
 }
