@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod limits;
 pub mod request;
+pub mod strict_json;
 
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,20 @@ pub fn classify(req: &RequestHeader) -> Option<Call> {
     })
 }
 
+/// Refuses native gRPC over HTTP/1.x. Its status travels in trailers, which
+/// Portico does not write to an HTTP/1.x client, so the upstream would run a
+/// call whose outcome the client could never learn. gRPC-Web is the HTTP/1.1
+/// form of gRPC.
+pub fn check_version(req: &RequestHeader, call: Option<&Call>) -> Result<(), Failure> {
+    let native = call.is_some_and(|c| c.flavor == Flavor::Native);
+    if native && req.version < http::Version::HTTP_2 {
+        return Err(Failure::BadRequest(
+            "gRPC needs HTTP/2; over HTTP/1.1 use gRPC-Web",
+        ));
+    }
+    Ok(())
+}
+
 /// Puts back `te: trailers`, which the hop-by-hop clean-up removed: gRPC
 /// servers refuse a call without it, as it promises the client reads
 /// trailers. The upstream is told the time left of the deadline, not the

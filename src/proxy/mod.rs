@@ -164,9 +164,13 @@ impl ProxyHttp for Gateway {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
-        if ctx.failure == Some(Failure::BodyTooLarge) {
-            // The body passed the route's cap mid-stream: the client's fault,
-            // answered with 413, and never replayed.
+        if matches!(
+            ctx.failure,
+            Some(Failure::BodyTooLarge | Failure::BadRequest(_))
+        ) {
+            // The body passed the route's cap mid-stream, or was not what it
+            // claimed to be: the client's fault, answered with its own cause
+            // (413, or 400 and its message), and never replayed.
             e.set_retry(false);
             return e;
         }
@@ -376,7 +380,9 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         };
-        if failure.status() >= 500 {
+        // A call whose own `grpc-timeout` ran out is the client's choice.
+        let client_deadline = ctx.grpc.as_ref().is_some_and(|c| c.deadline_spent());
+        if failure.status() >= 500 && !client_deadline {
             error!(
                 request_id = %ctx.request_id, route = ctx.route_id(), error = %e,
                 "request failed"
@@ -588,6 +594,7 @@ fn route(session: &Session, ctx: &mut RequestCtx) -> Result<(), Failure> {
 /// before its 404.
 async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Failure> {
     check_host(session.req_header())?;
+    grpc::check_version(session.req_header(), ctx.grpc.as_ref())?;
     if let Some(port) = ctx.redirect_port {
         redirect_to_https(session, ctx, port).await?;
         return Ok(true);

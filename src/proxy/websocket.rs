@@ -126,6 +126,16 @@ fn check_handshake(req: &RequestHeader, spec: &WebSocketSpec) -> Result<(), Fail
             "a WebSocket handshake needs Connection: Upgrade",
         ));
     }
+    // Once the connection switches, body bytes would be read as frames.
+    let has_body = req.headers.contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes().trim_ascii() != b"0");
+    if has_body {
+        return Err(Failure::BadRequest("a WebSocket handshake carries no body"));
+    }
     let version = single(req, &header::SEC_WEBSOCKET_VERSION);
     if version.map(|v| v.trim_ascii()) != Some(VERSION.as_bytes()) {
         return Err(Failure::WebSocketVersion);
@@ -267,6 +277,18 @@ mod tests {
         assert_eq!(
             status(|r| r.insert_header("sec-websocket-version", "8").unwrap()),
             Err(426)
+        );
+        assert_eq!(
+            status(|r| r.insert_header("content-length", "5").unwrap()),
+            Err(400)
+        );
+        assert_eq!(
+            status(|r| r.insert_header("transfer-encoding", "chunked").unwrap()),
+            Err(400)
+        );
+        assert_eq!(
+            status(|r| r.insert_header("content-length", "0").unwrap()),
+            Ok(())
         );
         assert_eq!(
             status(|r| {

@@ -13,6 +13,7 @@ mod graphql;
 mod grpc;
 mod health;
 mod hostile;
+mod hostile_protocols;
 mod introspection;
 mod lifecycle;
 mod protection;

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{RejectKind, Rejection};
+use super::{strict_json, RejectKind, Rejection};
 
 /// One GraphQL request of an HTTP request (a batch carries several).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,9 +41,10 @@ pub struct Extracted {
 
 /// Reads the GraphQL requests out of an HTTP request.
 ///
-/// Refuses, as malformed, a body that is not valid UTF-8 or JSON, an empty
-/// batch, and parameters of the wrong JSON type; as unsupported, a POST whose
-/// media type is neither `application/json` nor `application/graphql`.
+/// Refuses, as malformed, a body that is not valid UTF-8 or JSON, JSON that
+/// repeats a key in an object (see [`strict_json`]), an empty batch, and
+/// parameters of the wrong JSON type; as unsupported, a POST whose media type
+/// is neither `application/json` nor `application/graphql`.
 pub fn extract(transport: Transport<'_>) -> Result<Extracted, Rejection> {
     match transport {
         Transport::Get { query_string } => Ok(Extracted {
@@ -99,7 +100,7 @@ fn media_type(content_type: Option<&str>) -> Option<Media> {
 }
 
 fn from_json(body: &[u8]) -> Result<Extracted, Rejection> {
-    let value: Value = serde_json::from_slice(body)
+    let value = strict_json::from_slice(body)
         .map_err(|e| Rejection::malformed(format!("the body is not valid JSON: {e}")))?;
     match value {
         Value::Object(object) => Ok(Extracted {
@@ -177,7 +178,7 @@ fn json_object_param(text: &str, name: &str) -> Result<Option<Map<String, Value>
     if text.is_empty() {
         return Ok(None);
     }
-    let value: Value = serde_json::from_str(text)
+    let value = strict_json::from_str(text)
         .map_err(|e| Rejection::malformed(format!("{name} is not valid JSON: {e}")))?;
     optional_object(Some(value), name)
 }
