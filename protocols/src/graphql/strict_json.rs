@@ -130,4 +130,25 @@ mod tests {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         assert!(from_str(&deep).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn it_agrees_with_serde_json_but_for_repeated_keys(
+            text in "[\\[\\]{}\",:0-9a-c \\\\]{0,200}",
+        ) {
+            match (from_str(&text), serde_json::from_str::<Value>(&text)) {
+                (Ok(strict), Ok(loose)) => proptest::prop_assert_eq!(strict, loose),
+                (Err(e), Ok(_)) => proptest::prop_assert!(e.to_string().contains("repeated")),
+                (Ok(_), Err(e)) => proptest::prop_assert!(false, "only strict parsed: {}", e),
+                (Err(_), Err(_)) => {}
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_it(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let _ = from_slice(&bytes);
+        }
+    }
 }

@@ -380,3 +380,16 @@ proptest! {
         prop_assert_eq!(judge(&under, &body).unwrap_err().code, "ALIAS_LIMIT_EXCEEDED");
     }
 }
+
+#[test]
+fn a_limit_of_zero_aliases_passes_plain_queries_and_refuses_any_alias() {
+    let limits = Limits {
+        max_aliases: Some(0),
+        ..Limits::default()
+    };
+    assert!(judge(&limits, r#"{"query":"{ a { b } }"}"#).is_ok());
+    assert_eq!(
+        judge(&limits, r#"{"query":"{ x: a }"}"#).unwrap_err().code,
+        "ALIAS_LIMIT_EXCEEDED"
+    );
+}

@@ -26,9 +26,9 @@ fn check_spec(path: &str, spec: &GraphqlSpec, upstreams: &[String], errors: &mut
             ));
         }
     }
+    // `max_aliases: 0` is left out: it forbids aliases, and plain queries pass.
     let counts = [
         ("max_depth", spec.max_depth.map(|v| v as u64)),
-        ("max_aliases", spec.max_aliases),
         ("max_root_fields", spec.max_root_fields),
         ("max_complexity", spec.max_complexity),
         ("max_batch", spec.max_batch.map(|v| v as u64)),

@@ -93,3 +93,13 @@ fn the_graphql_example_file_loads() {
     let spec = config.route_graphql[0].as_ref().unwrap();
     assert_eq!(spec.operations.len(), 4);
 }
+
+#[test]
+fn max_aliases_of_zero_loads_as_no_aliases_allowed() {
+    let yaml = with_route("{id: gql, upstream: users, graphql: {max_aliases: 0}}");
+    let config = load_str_with_env(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.route_graphql[0].as_ref().unwrap().max_aliases,
+        Some(0)
+    );
+}
