@@ -171,18 +171,28 @@ where
     }
 }
 
+/// Picks `graphql-transport-ws` in the 101.
+// The error type is tungstenite's callback signature, not ours to shrink.
+#[allow(clippy::result_large_err)]
+fn choose_graphql_ws(
+    _: &tokio_tungstenite::tungstenite::handshake::server::Request,
+    mut response: tokio_tungstenite::tungstenite::handshake::server::Response,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::server::Response,
+    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    response.headers_mut().insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static("graphql-transport-ws"),
+    );
+    Ok(response)
+}
+
 /// The subscription server's side of one connection.
 async fn graphql_ws_on(tcp: TcpStream, served_by: &'static str) {
-    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    let choose = |_: &Request, mut response: Response| {
-        response.headers_mut().insert(
-            "sec-websocket-protocol",
-            http::HeaderValue::from_static("graphql-transport-ws"),
-        );
-        Ok(response)
-    };
     let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(tcp, choose, Some(unlimited())).await
+        tokio_tungstenite::accept_hdr_async_with_config(tcp, choose_graphql_ws, Some(unlimited()))
+            .await
     else {
         return;
     };
