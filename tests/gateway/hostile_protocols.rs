@@ -292,3 +292,35 @@ async fn a_graphql_body_that_repeats_a_key_is_refused_before_the_upstream() {
     assert_eq!(api.hits(), 0);
     assert_no_panic(&gw);
 }
+
+#[tokio::test]
+async fn a_graphql_post_with_a_second_query_in_its_url_is_refused_before_the_upstream() {
+    // Some servers prefer URL parameters to the body's even on a POST: the
+    // gateway would judge `{ me }` and the upstream run the introspection.
+    let api = GraphqlUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}routes:
+  - id: gql
+    match: {{ path: {{ exact: /graphql }} }}
+    upstream: api
+    graphql: {{ introspection: false }}
+",
+        api.yaml()
+    ));
+    let url = gw.url("/graphql?query=%7B__schema%7Btypes%7Bname%7D%7D%7D");
+    for (content_type, body) in [
+        ("application/json", r#"{"query":"{ me }"}"#),
+        ("application/graphql", "{ me }"),
+    ] {
+        let resp = crate::support::client()
+            .post(&url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{content_type}");
+    }
+    assert_eq!(api.hits(), 0);
+    assert_no_panic(&gw);
+}

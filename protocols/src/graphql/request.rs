@@ -56,7 +56,17 @@ pub fn extract(transport: Transport<'_>) -> Result<Extracted, Rejection> {
             query_string,
             body,
         } => match media_type(content_type) {
-            Some(Media::Json) => from_json(body),
+            Some(Media::Json) => {
+                // Some servers read these from the URL even on a POST, and
+                // prefer them to the body's: the gateway would judge one
+                // query and the upstream run another.
+                if names_graphql_parameter(query_string.unwrap_or(""))? {
+                    return Err(Rejection::malformed(
+                        "send GraphQL parameters in the JSON body or the query string, not both",
+                    ));
+                }
+                from_json(body)
+            }
             Some(Media::Graphql) => {
                 let text = std::str::from_utf8(body)
                     .map_err(|_| Rejection::malformed("the body is not valid UTF-8"))?;
@@ -66,6 +76,11 @@ pub fn extract(transport: Transport<'_>) -> Result<Extracted, Rejection> {
                     Some(q) => from_query_string(q)?,
                     None => GraphqlRequest::default(),
                 };
+                if request.query.is_some() {
+                    return Err(Rejection::malformed(
+                        "with an application/graphql body, the query string holds no query",
+                    ));
+                }
                 request.query = Some(text.to_owned());
                 Ok(Extracted {
                     requests: vec![request],
@@ -173,6 +188,19 @@ fn from_query_string(query_string: &str) -> Result<GraphqlRequest, Rejection> {
     }
     Ok(request)
 }
+
+/// Whether the query string names any GraphQL parameter, whatever its value.
+fn names_graphql_parameter(query_string: &str) -> Result<bool, Rejection> {
+    for pair in query_string.split('&').filter(|p| !p.is_empty()) {
+        let key = form_decode(pair.split_once('=').map_or(pair, |(k, _)| k))?;
+        if GRAPHQL_PARAMETERS.contains(&key.as_str()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+const GRAPHQL_PARAMETERS: [&str; 4] = ["query", "operationName", "variables", "extensions"];
 
 fn json_object_param(text: &str, name: &str) -> Result<Option<Map<String, Value>>, Rejection> {
     if text.is_empty() {

@@ -393,3 +393,28 @@ fn a_limit_of_zero_aliases_passes_plain_queries_and_refuses_any_alias() {
         "ALIAS_LIMIT_EXCEEDED"
     );
 }
+
+#[test]
+fn graphql_parameters_in_both_the_url_and_the_body_are_refused_as_ambiguous() {
+    let post = |content_type: &'static str, query_string: &'static str, body: &'static str| {
+        extract(Transport::Post {
+            content_type: Some(content_type),
+            query_string: Some(query_string),
+            body: body.as_bytes(),
+        })
+    };
+    let json = r#"{"query":"{ me }"}"#;
+    for qs in [
+        "query=%7B__schema%7Btypes%7Bname%7D%7D%7D",
+        "operationName=A",
+        "variables=%7B%7D",
+        "extensions=%7B%7D",
+    ] {
+        let e = post("application/json", qs, json).unwrap_err();
+        assert_eq!(e.kind, RejectKind::Malformed, "{qs}");
+    }
+    // Other parameters (a client's own tracing, say) are not GraphQL's.
+    assert!(post("application/json", "trace=1&op=A", json).is_ok());
+    let text = post("application/graphql", "query=%7Bx%7D", "{ me }").unwrap_err();
+    assert_eq!(text.kind, RejectKind::Malformed);
+}
