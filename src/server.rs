@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::prelude::{background_service, Opt, Server};
+use pingora::protocols::http::v2::server::default_h2_options;
 use pingora::protocols::l4::stream::{L4BufferSettings, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
@@ -205,6 +206,11 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
                 .name(SERVICE_NAME)
                 .server_options(options)
                 .build();
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut h2 = default_h2_options();
+            h2.max_concurrent_streams(cfg.server.h2_max_concurrent_streams);
+            app.h2_options = Some(h2);
+        }
         let proxied: Vec<SocketAddr> = indexes
             .iter()
             .filter(|&&i| cfg.listeners[i].proxy_protocol)

@@ -94,6 +94,10 @@ pub struct ServerSpec {
     pub downstream_keepalive_timeout: Dur,
     /// Requests served on one downstream connection before it is closed (0: unlimited).
     pub keepalive_request_limit: u32,
+    /// Streams one HTTP/2 client connection may have open at once (the
+    /// SETTINGS_MAX_CONCURRENT_STREAMS Portico announces); a client queues
+    /// calls beyond it.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerSpec {
@@ -111,6 +115,7 @@ impl Default for ServerSpec {
             upstream_keepalive_pool_size: 128,
             downstream_keepalive_timeout: Dur(Duration::from_secs(60)),
             keepalive_request_limit: 0,
+            h2_max_concurrent_streams: 128,
         }
     }
 }

@@ -97,6 +97,9 @@ fn check_listeners(draft: &Draft, errors: &mut Vec<ConfigError>) {
 /// Most worker threads a service may have.
 const MAX_THREADS: usize = 1024;
 
+/// Most streams one HTTP/2 client connection may hold open.
+const MAX_H2_STREAMS: u32 = 10_000;
+
 /// Largest `upstream_keepalive_pool_size`.
 const MAX_KEEPALIVE_POOL: usize = 1_000_000;
 
@@ -118,6 +121,16 @@ fn check_server(server: &ServerSpec, errors: &mut Vec<ConfigError>) {
                 server.threads
             ),
             "set server.threads to about the number of CPU cores",
+        ));
+    }
+    if !(1..=MAX_H2_STREAMS).contains(&server.h2_max_concurrent_streams) {
+        errors.push(ConfigError::new(
+            "server.h2_max_concurrent_streams",
+            format!(
+                "{} streams per HTTP/2 connection is outside 1..={MAX_H2_STREAMS}",
+                server.h2_max_concurrent_streams
+            ),
+            "set it between 1 and 10000, or remove it for the default of 128",
         ));
     }
     // Pingora allocates the whole keep-alive pool index up front.

@@ -120,9 +120,10 @@ async fn a_thousand_concurrent_streams_on_one_connection_share_few_upstream_conn
         .collect();
     assert_eq!(ok, 1000, "some calls failed, e.g. {failed:?}");
     assert_eq!(server.calls(), 1001);
-    // The gateway takes 100 streams at a time from one client connection;
+    // The gateway takes 128 streams at a time from one client connection
+    // (`server.h2_max_concurrent_streams`); the client queues the rest;
     // with one stream per upstream connection (Pingora's default) that is
-    // 100 connections, with 100 streams each a handful.
+    // about 128 connections, with 100 streams each a handful.
     let upstream_connections = server.connections();
     assert!(
         upstream_connections <= 50,
