@@ -97,6 +97,15 @@ fn a_keepalive_pool_too_large_to_allocate_is_rejected() {
 }
 
 #[test]
+fn an_http2_stream_limit_of_zero_or_beyond_ten_thousand_is_rejected() {
+    for bad in ["0", "10001"] {
+        let yaml = with_section(&format!("server: {{h2_max_concurrent_streams: {bad}}}"));
+        only_error(&yaml, "server.h2_max_concurrent_streams", "outside 1..=10000");
+    }
+    assert_loads(&with_section("server: {h2_max_concurrent_streams: 1000}"));
+}
+
+#[test]
 fn a_sub_second_keepalive_timeout_is_rejected_because_pingora_would_read_it_as_forever() {
     let yaml = with_section("server: {downstream_keepalive_timeout: 500ms}");
     only_error(&yaml, "server.downstream_keepalive_timeout", "at least 1s");
