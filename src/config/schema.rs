@@ -69,6 +69,9 @@ pub struct Config {
     /// Named rate limits, their store, consumer tiers and headers.
     #[serde(default)]
     pub rate_limiting: RateLimitingSpec,
+    /// The response cache's store, shared by every route that caches.
+    #[serde(default)]
+    pub cache: CacheStoreSpec,
 }
 
 /// Process-level settings, handed to Pingora's `ServerConf`.
@@ -494,6 +497,9 @@ pub struct RouteSpec {
     /// Origins and limits for WebSocket connections on this route.
     #[serde(default)]
     pub websocket: Option<WebSocketSpec>,
+    /// Response caching on this route; absent, nothing is cached.
+    #[serde(default)]
+    pub cache: Option<RouteCacheSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -579,12 +585,14 @@ pub struct RewriteSpec {
 }
 
 mod auth;
+mod cache;
 mod graphql;
 mod grpc;
 mod policy;
 mod traffic;
 mod websocket;
 pub use auth::*;
+pub use cache::*;
 #[allow(unused_imports)]
 pub use graphql::*;
 pub use grpc::*;

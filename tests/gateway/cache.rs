@@ -1,0 +1,217 @@
+//! The response cache: a real origin that counts its requests and answers
+//! with the caching headers each test asks for in the query, behind the
+//! real gateway.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::support::{client, eventually, Gateway};
+
+/// An origin whose answers are set by the query: `cc` (Cache-Control),
+/// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay). Every
+/// answer has `ETag: "e1"` and honours `If-None-Match` with 304; its body
+/// names the host, the target and the request's number.
+struct Origin {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let (h, f) = (hits.clone(), failing.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (h, f) = (h.clone(), f.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| answer(h.clone(), f.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            hits,
+            failing,
+            task,
+        }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let params: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if let Some(ms) = param("ms").and_then(|m| m.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut resp = Response::builder();
+    if failing.load(Ordering::SeqCst) {
+        return Ok(resp.status(503).body(Full::new(Bytes::new())).unwrap());
+    }
+    resp = resp.header("etag", "\"e1\"");
+    if let Some(cc) = param("cc") {
+        resp = resp.header("cache-control", cc);
+    }
+    if let Some(vary) = param("vary") {
+        resp = resp.header("vary", vary);
+    }
+    if param("cookie").is_some() {
+        resp = resp.header("set-cookie", format!("s={n}"));
+    }
+    let matched = req
+        .headers()
+        .get("if-none-match")
+        .is_some_and(|v| v == "\"e1\"");
+    if matched {
+        return Ok(resp.status(304).body(Full::new(Bytes::new())).unwrap());
+    }
+    let status: u16 = param("status").and_then(|s| s.parse().ok()).unwrap_or(200);
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let lang = req
+        .headers()
+        .get("accept-language")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let body = format!("{host} {} #{n} {lang}", req.uri());
+    Ok(resp.status(status).body(Full::new(body.into())).unwrap())
+}
+
+/// A gateway whose route `c` caches everything sent to `origin`, with the
+/// route's `cache` section given in flow style.
+fn gateway(origin: &Origin, cache: &str) -> Gateway {
+    Gateway::start(&format!(
+        "upstreams:
+  o:
+    backends: [{{ address: \"{}\" }}]
+routes:
+  - id: c
+    upstream: o
+    cache: {cache}
+",
+        origin.addr
+    ))
+}
+
+struct Answer {
+    status: u16,
+    cache: String,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = client().get(gw.url(path));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let cache = headers
+        .get("x-cache-status")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp.text().await.unwrap();
+    Answer {
+        status,
+        cache,
+        headers,
+        body,
+    }
+}
+
+const FRESH: &str = "/a?cc=max-age%3D60";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_request_is_a_hit_that_never_reaches_the_origin() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let first = get(&gw, FRESH, &[]).await;
+    assert_eq!((first.status, first.cache.as_str()), (200, "MISS"));
+    let second = get(&gw, FRESH, &[]).await;
+    assert_eq!(second.cache, "HIT");
+    assert_eq!(second.body, first.body);
+    assert_eq!(origin.hits(), 1);
+    let metrics = gw.metrics();
+    assert!(metrics.contains("portico_cache_responses_total{status=\"HIT\"} 1"));
+    assert!(metrics.contains("portico_cache_objects 1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_sharing_a_path_never_share_an_entry() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let a = get(&gw, FRESH, &[("host", "a.example")]).await;
+    let b = get(&gw, FRESH, &[("host", "b.example")]).await;
+    assert_eq!((a.cache.as_str(), b.cache.as_str()), ("MISS", "MISS"));
+    assert!(a.body.starts_with("a.example "), "{}", a.body);
+    assert!(b.body.starts_with("b.example "), "{}", b.body);
+    let a_again = get(&gw, FRESH, &[("host", "a.example")]).await;
+    assert_eq!(a_again.body, a.body);
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_without_a_cache_section_is_never_cached() {
+    let origin = Origin::start().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  o:\n    backends: [{{ address: \"{}\" }}]\n\
+         routes:\n  - id: c\n    upstream: o\n",
+        origin.addr
+    ));
+    for _ in 0..2 {
+        let a = get(&gw, FRESH, &[]).await;
+        assert!(a.headers.get("x-cache-status").is_none());
+    }
+    assert_eq!(origin.hits(), 2);
+}
