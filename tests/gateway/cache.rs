@@ -215,3 +215,172 @@ async fn a_route_without_a_cache_section_is_never_cached() {
     }
     assert_eq!(origin.hits(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_with_set_cookie_is_not_served_to_another_client() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let path = "/a?cc=max-age%3D60&cookie=1";
+    let alice = get(&gw, path, &[]).await;
+    let bob = get(&gw, path, &[]).await;
+    assert_eq!(alice.headers["set-cookie"], "s=1");
+    assert_eq!(bob.headers["set-cookie"], "s=2");
+    assert_ne!(bob.cache, "HIT");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_store_private_and_unfreshened_responses_are_not_stored() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    for path in ["/a?cc=no-store", "/b?cc=private%2C%20max-age%3D60", "/c"] {
+        get(&gw, path, &[]).await;
+        let again = get(&gw, path, &[]).await;
+        assert_ne!(again.cache, "HIT", "{path} was served from the cache");
+    }
+    assert_eq!(origin.hits(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_ttl_stores_a_response_without_freshness_information() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{default_ttl: 60s}");
+    get(&gw, "/plain", &[]).await;
+    assert_eq!(get(&gw, "/plain", &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_with_authorization_is_not_stored_unless_the_route_allows_it() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let auth = [("authorization", "Bearer t")];
+    get(&gw, FRESH, &auth).await;
+    assert_ne!(get(&gw, FRESH, &auth).await.cache, "HIT");
+    assert_eq!(origin.hits(), 2);
+    // `public` in the response allows it (RFC 9111 section 3.5).
+    let public = "/p?cc=public%2C%20max-age%3D60";
+    get(&gw, public, &auth).await;
+    assert_eq!(get(&gw, public, &auth).await.cache, "HIT");
+
+    let origin = Origin::start().await;
+    let gw = gateway(
+        &origin,
+        "{allow_authorization: true, key: {headers: [authorization]}}",
+    );
+    get(&gw, FRESH, &auth).await;
+    assert_eq!(get(&gw, FRESH, &auth).await.cache, "HIT");
+    assert_ne!(
+        get(&gw, FRESH, &[("authorization", "Bearer u")])
+            .await
+            .cache,
+        "HIT"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vary_keeps_one_entry_per_value_of_the_named_header() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let path = "/v?cc=max-age%3D60&vary=accept-language";
+    let fr = get(&gw, path, &[("accept-language", "fr")]).await;
+    let de = get(&gw, path, &[("accept-language", "de")]).await;
+    assert_eq!(de.cache, "MISS");
+    assert!(fr.body.ends_with(" fr") && de.body.ends_with(" de"));
+    let fr_again = get(&gw, path, &[("accept-language", "fr")]).await;
+    assert_eq!((fr_again.cache.as_str(), fr_again.body), ("HIT", fr.body));
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unkeyed_headers_do_not_change_a_cached_response_and_keyed_ones_do() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{key: {headers: [x-tenant], ignore_query: [utm]}}");
+    let first = get(&gw, "/k?cc=max-age%3D60", &[("x-tenant", "a")]).await;
+    let poisoned = get(
+        &gw,
+        "/k?utm=1&cc=max-age%3D60",
+        &[("x-tenant", "a"), ("x-evil", "1")],
+    )
+    .await;
+    assert_eq!(
+        (poisoned.cache.as_str(), &poisoned.body),
+        ("HIT", &first.body)
+    );
+    let other = get(&gw, "/k?cc=max-age%3D60", &[("x-tenant", "b")]).await;
+    assert_eq!(other.cache, "MISS");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_none_match_on_a_cached_response_is_answered_304_by_the_gateway() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    get(&gw, FRESH, &[]).await;
+    let cond = get(&gw, FRESH, &[("if-none-match", "\"e1\"")]).await;
+    assert_eq!((cond.status, cond.body.as_str()), (304, ""));
+    let other = get(&gw, FRESH, &[("if-none-match", "\"zz\"")]).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_and_ranges_are_served_from_a_cached_get() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let full = get(&gw, FRESH, &[]).await;
+    let head = client().head(gw.url(FRESH)).send().await.unwrap();
+    assert_eq!(head.headers()["x-cache-status"], "HIT");
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        full.body.len().to_string()
+    );
+    let part = get(&gw, FRESH, &[("range", "bytes=0-3")]).await;
+    assert_eq!((part.status, part.body.as_str()), (206, &full.body[..4]));
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_miss_is_stored_for_the_get_that_follows() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let head = client().head(gw.url(FRESH)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(get(&gw, FRESH, &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_misses_on_one_key_send_one_request_upstream() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let url = gw.url("/burst?cc=max-age%3D60&ms=500");
+    let c = client();
+    let answers = futures_util::future::join_all((0..100).map(|_| {
+        let (c, url) = (c.clone(), url.clone());
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    }))
+    .await;
+    assert_eq!(origin.hits(), 1);
+    assert!(answers.iter().all(|b| *b == answers[0]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_body_is_passed_on_but_not_stored() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{max_object_size: 10}");
+    let first = get(&gw, FRESH, &[]).await;
+    assert!(first.body.len() > 10);
+    assert_ne!(get(&gw, FRESH, &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successful_post_invalidates_the_cached_url() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    get(&gw, FRESH, &[]).await;
+    let post = client().post(gw.url(FRESH)).send().await.unwrap();
+    assert_eq!(post.status(), 200);
+    assert_eq!(get(&gw, FRESH, &[]).await.cache, "MISS");
+}
