@@ -44,12 +44,14 @@ impl Origin {
         let failing = Arc::new(AtomicBool::new(false));
         let (h, f) = (hits.clone(), failing.clone());
         let task = tokio::spawn(async move {
+            // Owned here so that stopping the origin closes its connections.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let (h, f) = (h.clone(), f.clone());
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let svc = service_fn(move |req| answer(h.clone(), f.clone(), req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -383,4 +385,73 @@ async fn a_successful_post_invalidates_the_cached_url() {
     let post = client().post(gw.url(FRESH)).send().await.unwrap();
     assert_eq!(post.status(), 200);
     assert_eq!(get(&gw, FRESH, &[]).await.cache, "MISS");
+}
+
+/// Polls `path` until an answer has `status` as its `X-Cache-Status`.
+async fn until_status(gw: &Gateway, path: &str, status: &str) -> Answer {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get(gw, path, &[]).await;
+        if answer.cache == status {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {status}; last was {} {}",
+            answer.status,
+            answer.cache
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_if_error_serves_the_stored_response_while_the_upstream_fails() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let path = "/e?cc=max-age%3D1%2C%20stale-if-error%3D60";
+    let stored = get(&gw, path, &[]).await;
+    origin.failing.store(true, Ordering::SeqCst);
+    let stale = until_status(&gw, path, "STALE").await;
+    assert_eq!((stale.status, stale.body), (200, stored.body));
+    // Without a stale-if-error window the failure goes to the client.
+    let bare = "/e?cc=max-age%3D1";
+    origin.failing.store(false, Ordering::SeqCst);
+    get(&gw, bare, &[]).await;
+    origin.failing.store(true, Ordering::SeqCst);
+    let gw = &gw;
+    eventually(
+        Duration::from_secs(10),
+        "the failure to pass through",
+        || async move { get(gw, bare, &[]).await.status == 503 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_route_stale_if_error_serves_while_the_upstream_is_down() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{stale_if_error: 60s}");
+    let path = "/d?cc=max-age%3D1";
+    let stored = get(&gw, path, &[]).await;
+    drop(origin);
+    let stale = until_status(&gw, path, "STALE").await;
+    assert_eq!((stale.status, stale.body), (200, stored.body));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let path = "/w?cc=max-age%3D1%2C%20stale-while-revalidate%3D60";
+    let stored = get(&gw, path, &[]).await;
+    let stale = until_status(&gw, path, "STALE").await;
+    assert_eq!(stale.body, stored.body);
+    eventually(Duration::from_secs(10), "a background refresh", || async {
+        origin.hits() >= 2
+    })
+    .await;
+    // The refresh was a 304: the stored body is fresh again.
+    let fresh = until_status(&gw, path, "HIT").await;
+    assert_eq!(fresh.body, stored.body);
 }
