@@ -228,6 +228,10 @@ pub struct UpstreamTlsSpec {
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
     pub address: String,
+    /// The bearer token the admin listener's write endpoints (cache purge)
+    /// require; without one they are refused. Write it as `${ENV_VAR}`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

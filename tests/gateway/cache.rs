@@ -455,3 +455,96 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     let fresh = until_status(&gw, path, "HIT").await;
     assert_eq!(fresh.body, stored.body);
 }
+
+const TOKEN: &str = "a-long-admin-token-for-tests";
+
+/// Like [`gateway`], with an admin token so that purging is allowed.
+fn gateway_with_token(origin: &Origin, cache: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (crate::support::free_port(), crate::support::free_port());
+    let base = crate::support::base_config(port, admin_port, dir.path()).replace(
+        &format!("  address: 127.0.0.1:{admin_port}\n"),
+        &format!("  address: 127.0.0.1:{admin_port}\n  token: {TOKEN}\n"),
+    );
+    let text = format!(
+        "{base}upstreams:\n  o:\n    backends: [{{ address: \"{}\" }}]\n\
+         routes:\n  - id: c\n    upstream: o\n    cache: {cache}\n",
+        origin.addr
+    );
+    let gw = Gateway::spawn_with(dir, port, admin_port, &text, &[]);
+    gw.wait_ready();
+    gw
+}
+
+async fn admin_purge(gw: &Gateway, token: &str, body: serde_json::Value) -> (u16, String) {
+    let resp = client()
+        .post(gw.admin_url("/cache/purge"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_purges_by_url_and_prefix_remove_exactly_what_they_name() {
+    let origin = Origin::start().await;
+    let gw = gateway_with_token(&origin, "{}");
+    let port = gw.port;
+    let paths = [
+        "/items?cc=max-age%3D60",
+        "/items/1?cc=max-age%3D60",
+        "/other?cc=max-age%3D60",
+    ];
+    for path in paths {
+        get(&gw, path, &[]).await;
+    }
+    let refused = admin_purge(&gw, "wrong", serde_json::json!({"prefix": "http://"})).await;
+    assert_eq!(refused.0, 401);
+    for path in paths {
+        assert_eq!(get(&gw, path, &[]).await.cache, "HIT", "{path}");
+    }
+    let url = format!("http://127.0.0.1:{port}/items?cc=max-age%3D60");
+    let exact = admin_purge(&gw, TOKEN, serde_json::json!({ "url": url })).await;
+    assert_eq!(exact, (200, r#"{"purged":1}"#.to_string()));
+    assert_eq!(get(&gw, paths[0], &[]).await.cache, "MISS");
+    assert_eq!(get(&gw, paths[1], &[]).await.cache, "HIT");
+    let prefix = format!("http://127.0.0.1:{port}/items");
+    let by_prefix = admin_purge(&gw, TOKEN, serde_json::json!({ "prefix": prefix })).await;
+    assert_eq!(by_prefix, (200, r#"{"purged":2}"#.to_string()));
+    assert_eq!(get(&gw, paths[1], &[]).await.cache, "MISS");
+    assert_eq!(get(&gw, paths[2], &[]).await.cache, "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purging_through_the_admin_listener_needs_a_configured_token() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let (status, _) = admin_purge(&gw, "", serde_json::json!({"prefix": "http://"})).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_request_from_an_allowed_address_removes_its_url() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{purge_from: [127.0.0.1/32]}");
+    get(&gw, FRESH, &[]).await;
+    let purge = http::Method::from_bytes(b"PURGE").unwrap();
+    let resp = client()
+        .request(purge.clone(), gw.url(FRESH))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"purged":1}"#);
+    assert_eq!(get(&gw, FRESH, &[]).await.cache, "MISS");
+    assert_eq!(origin.hits(), 2);
+
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{purge_from: [10.9.9.9/32]}");
+    get(&gw, FRESH, &[]).await;
+    let resp = client().request(purge, gw.url(FRESH)).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(get(&gw, FRESH, &[]).await.cache, "HIT");
+}

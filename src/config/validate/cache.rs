@@ -11,6 +11,15 @@ use crate::config::schema::{IgnoreQuery, RouteCacheSpec};
 use crate::config::{index_path, ConfigError};
 
 pub(super) fn check(draft: &mut Draft, errors: &mut Vec<ConfigError>) {
+    let token = draft.admin.as_ref().and_then(|a| a.token.as_deref());
+    if token.is_some_and(|t| t.trim().len() < 16) {
+        errors.push(ConfigError::new(
+            "admin.token",
+            "the admin token is shorter than 16 characters",
+            "use a long random value, such as the output of `openssl rand -hex 32`, \
+             read from the environment: token: ${PORTICO_ADMIN_TOKEN}",
+        ));
+    }
     if let Some(store) = &draft.cache {
         if store.max_size.0 < 64 * 1024 {
             errors.push(ConfigError::new(
