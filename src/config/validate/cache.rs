@@ -95,3 +95,7 @@ fn check_route(path: &str, cache: &mut RouteCacheSpec, errors: &mut Vec<ConfigEr
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;
