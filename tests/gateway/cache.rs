@@ -20,7 +20,8 @@ use tokio::net::TcpListener;
 use crate::support::{client, eventually, Gateway};
 
 /// An origin whose answers are set by the query: `cc` (Cache-Control),
-/// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay). Every
+/// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad` (bytes
+/// added to the body). Every
 /// answer has `ETag: "e1"` and honours `If-None-Match` with 304; its body
 /// names the host, the target and the request's number.
 struct Origin {
@@ -124,7 +125,10 @@ async fn answer(
         .get("accept-language")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let body = format!("{host} {} #{n} {lang}", req.uri());
+    let mut body = format!("{host} {} #{n} {lang}", req.uri());
+    if let Some(pad) = param("pad").and_then(|p| p.parse().ok()) {
+        body.push_str(&".".repeat(pad));
+    }
     Ok(resp.status(status).body(Full::new(body.into())).unwrap())
 }
 
@@ -547,4 +551,29 @@ async fn a_purge_request_from_an_allowed_address_removes_its_url() {
     let resp = client().request(purge, gw.url(FRESH)).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(get(&gw, FRESH, &[]).await.cache, "HIT");
+}
+
+/// The figure a metric line `name value` gives.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_times_the_store_size_of_distinct_content_leaves_it_within_its_bound() {
+    let origin = Origin::start().await;
+    let gw = Gateway::start(&format!(
+        "cache: {{max_size: 64KiB}}\nupstreams:\n  o:\n    backends: [{{ address: \"{}\" }}]\n\
+         routes:\n  - id: c\n    upstream: o\n    cache: {{}}\n",
+        origin.addr
+    ));
+    for i in 0..90 {
+        let path = format!("/m{i}?cc=max-age%3D60&pad=8000");
+        assert_eq!(get(&gw, &path, &[]).await.status, 200);
+    }
+    let text = gw.metrics();
+    let stored = metric(&text, "portico_cache_stored_bytes");
+    assert!(stored > 0 && stored <= 64 * 1024, "{stored} bytes stored");
+    assert!(metric(&text, "portico_cache_evictions_total") > 0);
 }
