@@ -62,13 +62,13 @@ pub fn request_cacheable(req: &RequestHeader) -> bool {
 }
 
 /// Turns the cache on for this request, with the shared store and lock.
-pub fn enable(cache: &mut pingora::cache::HttpCache, spec: &RouteCacheSpec) {
+pub fn enable(cache: &mut pingora::cache::HttpCache, max_object_bytes: u64) {
     let mut overrides = CacheOptionOverrides::default();
     overrides.wait_timeout = Some(LOCK_AGE);
     overrides.max_lock_retries = Some(3);
     cache.enable(store(), None, None, Some(lock()), Some(overrides));
     // A body over this is streamed to the client but not stored.
-    cache.set_max_file_size_bytes(usize::try_from(spec.max_object_size.0).unwrap_or(usize::MAX));
+    cache.set_max_file_size_bytes(usize::try_from(max_object_bytes).unwrap_or(usize::MAX));
 }
 
 /// RFC 9111's storing rules with the route's choices: the status must be one

@@ -29,15 +29,16 @@ fn spec(ctx: &RequestCtx) -> Option<&RouteCacheSpec> {
 /// Works out the request's key on a caching route; turns the cache on for
 /// GET and HEAD.
 pub fn request(session: &mut Session, ctx: &mut RequestCtx) {
-    let Some(spec) = spec(ctx).cloned() else {
+    let Some(spec) = spec(ctx) else {
         return;
     };
     let input = key_input(session, ctx);
     let url = key::url(&input, &spec.key.ignore_query);
-    let primary = key::primary(&input, &spec);
+    let primary = key::primary(&input, spec);
+    let max_object = spec.max_object_size.0;
     ctx.cache = Some(super::ctx::CacheCtx { url, primary });
     if rules::request_cacheable(session.req_header()) {
-        rules::enable(&mut session.cache, &spec);
+        rules::enable(&mut session.cache, max_object);
     }
 }
 

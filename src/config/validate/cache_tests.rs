@@ -79,3 +79,14 @@ fn a_tiny_store_and_a_short_admin_token_are_refused() {
     let text = with_section("admin: {address: '127.0.0.1:9900', token: short}");
     only_error(&text, "admin.token", "shorter than 16");
 }
+
+#[test]
+fn the_cache_example_config_loads() {
+    let text = include_str!("../../../conf/examples/cache.yaml");
+    let env = |name: &str| (name == "PORTICO_ADMIN_TOKEN").then(|| "0123456789abcdef0123".into());
+    let config = load_str_with_env(text, &env).unwrap();
+    let products = config.routes[0].cache.as_ref().unwrap();
+    assert_eq!(products.key.cookies, vec!["currency".to_string()]);
+    assert!(config.routes[1].cache.is_none());
+    assert_eq!(config.cache.max_size.0, 512 * 1024 * 1024);
+}
