@@ -6,6 +6,7 @@
 //! ranges, HEAD from a stored GET, background revalidation); the proxy's hooks
 //! call the functions here to decide what it may do on each route.
 
+mod fill;
 pub mod key;
 pub mod purge;
 pub mod store;

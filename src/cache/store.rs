@@ -9,9 +9,9 @@
 //! Reads go straight to TinyUFO. Writes and removals take one lock that also
 //! guards the URL index, so the index, the byte count and the map agree.
 //!
-//! Objects are stored whole when their body is complete: requests waiting on
-//! the cache lock for an object read it once it is stored, they do not
-//! stream it while it arrives (no partial-write support).
+//! A response being written is readable while it arrives (see [`super::fill`]):
+//! requests that waited on the cache lock stream it with the one filling it.
+//! It enters the map, and counts against the bound, once it is whole.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, CacheKey, HashBinary};
 use pingora::cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
@@ -29,6 +29,8 @@ use pingora::cache::trace::SpanHandle;
 use pingora::cache::CacheMeta;
 use pingora::{Error, ErrorType, Result};
 use tinyufo::TinyUfo;
+
+use super::fill::{Fill, Fills};
 
 /// The unit of TinyUFO weight.
 const WEIGHT_UNIT: usize = 1024;
@@ -70,6 +72,7 @@ pub struct Store {
     index: Mutex<BTreeMap<Arc<str>, Vec<HashBinary>>>,
     stats: StoreStats,
     max_bytes: usize,
+    fills: Fills,
 }
 
 impl Store {
@@ -84,6 +87,7 @@ impl Store {
             index: Mutex::new(BTreeMap::new()),
             stats: StoreStats::default(),
             max_bytes,
+            fills: Fills::default(),
         }
     }
 
@@ -214,7 +218,13 @@ impl Storage for Store {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(object) = self.objects.get(&key.combined_bin()) else {
+        let combined = key.combined_bin();
+        // A fill in progress is newer than what is stored.
+        if let Some(fill) = self.fills.get(&combined) {
+            let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+            return Ok(Some((meta, Box::new(fill.reader()))));
+        }
+        let Some(object) = self.objects.get(&combined) else {
             return Ok(None);
         };
         let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
@@ -234,14 +244,39 @@ impl Storage for Store {
         let primary = key
             .primary_key_str()
             .ok_or_else(|| internal("cache key is not UTF-8"))?;
+        let combined = key.combined_bin();
+        let fill = self.fills.start(combined, meta.serialize()?);
         Ok(Box::new(Miss {
             store: self,
-            meta: meta.serialize()?,
-            body: BytesMut::new(),
+            tag: fill.id.to_be_bytes(),
+            fill,
+            size: 0,
             primary: Arc::from(primary),
-            combined: key.combined_bin(),
-            too_large: false,
+            combined,
+            finished: false,
         }))
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        tag: Option<&[u8]>,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let id = tag
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| internal("cache fill tag is missing"))?;
+        let fill = self
+            .fills
+            .get_id(&key.combined_bin(), id)
+            .ok_or_else(|| internal("cache fill is gone"))?;
+        let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+        Ok(Some((meta, Box::new(fill.reader()))))
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
     }
 
     async fn purge(
@@ -331,47 +366,56 @@ impl HandleHit for Hit {
     }
 }
 
-/// Collects a response body on its way to the client; stores it at `finish`.
+/// Passes a response body to its readers as it arrives; stores it at
+/// `finish` when it fits.
 struct Miss {
     store: &'static Store,
-    meta: (Vec<u8>, Vec<u8>),
-    body: BytesMut,
+    fill: Arc<Fill>,
+    tag: [u8; 8],
+    size: usize,
     primary: Arc<str>,
     combined: HashBinary,
-    /// Set once the body passed what the store can hold; the rest is not
-    /// buffered and nothing is stored.
-    too_large: bool,
+    finished: bool,
 }
 
 #[async_trait]
 impl HandleMiss for Miss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.too_large {
-            return Ok(());
+        // Readers need every chunk even when the object will not be stored;
+        // Pingora stops the fill at the route's `max_object_size`.
+        self.size = self.size.saturating_add(data.len());
+        if !data.is_empty() {
+            self.fill.push(data);
         }
-        let limit = MAX_OBJECT_BYTES.min(self.store.max_bytes);
-        if self.body.len().saturating_add(data.len()) > limit {
-            self.too_large = true;
-            self.body = BytesMut::new();
-            return Ok(());
-        }
-        self.body.extend_from_slice(&data);
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        if self.too_large {
-            return Ok(MissFinishType::Created(0));
-        }
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        self.finished = true;
         let object = Arc::new(Object {
-            meta: self.meta,
-            body: self.body.freeze(),
-            primary: self.primary,
+            meta: self.fill.meta.clone(),
+            body: self.fill.body(),
+            primary: Arc::clone(&self.primary),
             combined: self.combined,
         });
         let size = object.size();
-        let kept = self.store.insert(object);
+        let kept =
+            self.size <= MAX_OBJECT_BYTES.min(self.store.max_bytes) && self.store.insert(object);
+        // Stored first, then the fill goes: a lookup always finds one of them.
+        self.store.fills.finish(&self.combined, &self.fill, true);
         Ok(MissFinishType::Created(if kept { size } else { 0 }))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(&self.tag)
+    }
+}
+
+impl Drop for Miss {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.fills.finish(&self.combined, &self.fill, false);
+        }
     }
 }
 

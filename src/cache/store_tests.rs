@@ -124,3 +124,22 @@ async fn purges_remove_exactly_what_they_name() {
     );
     assert_eq!(store.purge_exact("http://a:80/missing"), 0);
 }
+
+#[tokio::test]
+async fn a_fill_is_readable_while_it_arrives_and_a_broken_one_fails_its_readers() {
+    let store = leak(Store::new(1 << 20));
+    let span = Span::inactive();
+    let key = CacheKey::new("http://a:80/s", "");
+    let mut miss = store
+        .get_miss_handler(&key, &meta(), &span.handle())
+        .await
+        .unwrap();
+    miss.write_body(bytes::Bytes::from_static(b"one"), false)
+        .await
+        .unwrap();
+    let (_, mut reader) = store.lookup(&key, &span.handle()).await.unwrap().unwrap();
+    assert_eq!(&reader.read_body().await.unwrap().unwrap()[..], b"one");
+    drop(miss);
+    assert!(reader.read_body().await.is_err());
+    assert!(store.lookup(&key, &span.handle()).await.unwrap().is_none());
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +28,8 @@ struct Origin {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    /// `/stream` sends its first chunk, then waits for a permit here.
+    gate: Arc<tokio::sync::Semaphore>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,7 +45,8 @@ impl Origin {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
-        let (h, f) = (hits.clone(), failing.clone());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (h, f, g) = (hits.clone(), failing.clone(), gate.clone());
         let task = tokio::spawn(async move {
             // Owned here so that stopping the origin closes its connections.
             let mut conns = tokio::task::JoinSet::new();
@@ -51,9 +54,18 @@ impl Origin {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (h, f) = (h.clone(), f.clone());
+                let (h, f, g) = (h.clone(), f.clone(), g.clone());
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| answer(h.clone(), f.clone(), req));
+                    let svc = service_fn(move |req| {
+                        let (h, f, g) = (h.clone(), f.clone(), g.clone());
+                        async move {
+                            if req.uri().path() == "/stream" {
+                                h.fetch_add(1, Ordering::SeqCst);
+                                return Ok::<_, Infallible>(gated(g));
+                            }
+                            answer(h, f, req).await.map(|r| r.map(|b| b.boxed()))
+                        }
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -64,6 +76,7 @@ impl Origin {
             addr,
             hits,
             failing,
+            gate,
             task,
         }
     }
@@ -71,6 +84,30 @@ impl Origin {
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// A cacheable answer whose body is `first-` at once and `rest` once the
+/// gate lets it.
+fn gated(gate: Arc<tokio::sync::Semaphore>) -> Response<BoxBody<Bytes, Infallible>> {
+    let chunks = futures_util::stream::unfold(0, move |step| {
+        let gate = gate.clone();
+        async move {
+            let chunk = match step {
+                0 => "first-",
+                1 => {
+                    gate.acquire().await.ok()?.forget();
+                    "rest"
+                }
+                _ => return None,
+            };
+            let frame = hyper::body::Frame::data(Bytes::from_static(chunk.as_bytes()));
+            Some((Ok::<_, Infallible>(frame), step + 1))
+        }
+    });
+    Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(StreamBody::new(chunks).boxed())
+        .unwrap()
 }
 
 async fn answer(
@@ -576,4 +613,27 @@ async fn ten_times_the_store_size_of_distinct_content_leaves_it_within_its_bound
     let stored = metric(&text, "portico_cache_stored_bytes");
     assert!(stored > 0 && stored <= 64 * 1024, "{stored} bytes stored");
     assert!(metric(&text, "portico_cache_evictions_total") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_waiting_on_a_fill_streams_the_body_while_it_arrives() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let c = client();
+    let mut filler = c.get(gw.url("/stream")).send().await.unwrap();
+    assert_eq!(filler.headers()["x-cache-status"], "MISS");
+    assert_eq!(&filler.chunk().await.unwrap().unwrap()[..], b"first-");
+    // The origin holds the rest back: a second request can only see the
+    // first chunk if it reads the fill in progress.
+    let mut waiter = c.get(gw.url("/stream")).send().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), waiter.chunk())
+        .await
+        .expect("the waiting request got nothing while the fill was open");
+    assert_eq!(&first.unwrap().unwrap()[..], b"first-");
+    origin.gate.add_permits(1);
+    assert_eq!(&filler.chunk().await.unwrap().unwrap()[..], b"rest");
+    assert_eq!(&waiter.chunk().await.unwrap().unwrap()[..], b"rest");
+    assert!(waiter.chunk().await.unwrap().is_none());
+    assert_eq!(get(&gw, "/stream", &[]).await.body, "first-rest");
+    assert_eq!(origin.hits(), 1);
 }
