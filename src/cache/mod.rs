@@ -20,6 +20,7 @@ use pingora::cache::filters::{
 };
 use pingora::cache::key::HashBinary;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::predictor::Predictor;
 use pingora::cache::{
     CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
     VarianceBuilder,
@@ -32,6 +33,10 @@ use store::Store;
 
 static STORE: OnceLock<Store> = OnceLock::new();
 static LOCK: OnceLock<Box<CacheKeyLockImpl>> = OnceLock::new();
+/// Keys whose last answer could not be stored: their requests skip the
+/// lookup and the lock, so uncacheable URLs are not queued one behind
+/// another. 16 shards of 4096 keys, least recently marked forgotten first.
+static PREDICTOR: OnceLock<Predictor<16>> = OnceLock::new();
 
 /// How long a fill may hold a key's lock before waiting requests stop
 /// waiting and go upstream themselves.
@@ -67,7 +72,14 @@ pub fn enable(cache: &mut pingora::cache::HttpCache, max_object_bytes: u64) {
     let mut overrides = CacheOptionOverrides::default();
     overrides.wait_timeout = Some(LOCK_AGE);
     overrides.max_lock_retries = Some(3);
-    cache.enable(store(), None, None, Some(lock()), Some(overrides));
+    let predictor = PREDICTOR.get_or_init(|| Predictor::new(4096, None));
+    cache.enable(
+        store(),
+        None,
+        Some(predictor),
+        Some(lock()),
+        Some(overrides),
+    );
     // A body over this is streamed to the client but not stored.
     cache.set_max_file_size_bytes(usize::try_from(max_object_bytes).unwrap_or(usize::MAX));
 }

@@ -637,3 +637,22 @@ async fn a_request_waiting_on_a_fill_streams_the_body_while_it_arrives() {
     assert_eq!(get(&gw, "/stream", &[]).await.body, "first-rest");
     assert_eq!(origin.hits(), 1);
 }
+
+/// Pingora ends a response without `Content-Length` that passes the
+/// route's `max_object_size` with an error (README, "Known limitations");
+/// the key is then remembered as uncacheable and passed through whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_one_chunked_body_passed_max_object_size_its_url_is_passed_through() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{max_object_size: 8}");
+    origin.gate.add_permits(3);
+    get(&gw, "/stream", &[]).await;
+    for _ in 0..2 {
+        let answer = get(&gw, "/stream", &[]).await;
+        assert_eq!(
+            (answer.body.as_str(), answer.cache.as_str()),
+            ("first-rest", "BYPASS")
+        );
+    }
+    assert_eq!(origin.hits(), 3);
+}
