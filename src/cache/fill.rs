@@ -108,8 +108,8 @@ impl Fills {
         self.get(key).filter(|f| f.id == id)
     }
 
-    /// Ends `fill`: `stored` says whether its object is now in the store
-    /// (readers then have the whole body), else they are told it failed.
+    /// Ends `fill`: `complete` says whether its whole body was written
+    /// (readers then end normally), else they are told it failed.
     pub(super) fn finish(&self, key: &HashBinary, fill: &Fill, complete: bool) {
         let mut map = self.map();
         if map.get(key).is_some_and(|f| f.id == fill.id) {

@@ -164,8 +164,8 @@ impl Store {
         }
     }
 
-    /// Removes every variant of the primary keys `select` picks from the
-    /// index; returns how many objects went.
+    /// Removes the objects whose combined keys `keys` picks from the index;
+    /// returns how many went.
     fn remove_where(
         &self,
         keys: impl FnOnce(&BTreeMap<Arc<str>, Vec<HashBinary>>) -> Vec<HashBinary>,
@@ -201,7 +201,7 @@ impl Store {
         })
     }
 
-    /// The primary keys stored, for tests and the admin listing.
+    /// The primary keys stored, in order.
     pub fn primaries(&self) -> Vec<String> {
         self.index().keys().map(|k| k.to_string()).collect()
     }
