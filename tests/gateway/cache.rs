@@ -656,3 +656,16 @@ async fn after_one_chunked_body_passed_max_object_size_its_url_is_passed_through
     }
     assert_eq!(origin.hits(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_entry_is_revalidated_with_its_etag_and_kept() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let path = "/r?cc=max-age%3D1";
+    let stored = get(&gw, path, &[]).await;
+    // The origin answers the conditional request 304: the stored body is
+    // served and renewed.
+    let renewed = until_status(&gw, path, "REVALIDATED").await;
+    assert_eq!((renewed.status, renewed.body), (200, stored.body));
+    assert_eq!(origin.hits(), 2);
+}
