@@ -107,8 +107,9 @@ impl Store {
 
     /// Stores `object`, replacing what was under its key. Returns whether it
     /// was kept: TinyUFO's admission may refuse a newcomer that is less
-    /// often asked for than what it would evict.
-    fn insert(&self, object: Arc<Object>) -> bool {
+    /// often asked for than what it would evict. `renewal` skips that test
+    /// for an object that was already admitted and only has new headers.
+    fn insert(&self, object: Arc<Object>, renewal: bool) -> bool {
         let size = object.size();
         if size > MAX_OBJECT_BYTES || size > self.max_bytes {
             return false;
@@ -125,10 +126,14 @@ impl Store {
         self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
         self.stats.objects.fetch_add(1, Ordering::Relaxed);
         let mut kept = true;
-        for evicted in self
-            .objects
-            .put(object.combined, Arc::clone(&object), weight)
-        {
+        let evicted = if renewal {
+            self.objects
+                .force_put(object.combined, Arc::clone(&object), weight)
+        } else {
+            self.objects
+                .put(object.combined, Arc::clone(&object), weight)
+        };
+        for evicted in evicted {
             if Arc::ptr_eq(&evicted.data, &object) {
                 kept = false;
             } else {
@@ -309,7 +314,7 @@ impl Storage for Store {
             primary: Arc::clone(&old.primary),
             combined,
         };
-        Ok(self.insert(Arc::new(object)))
+        Ok(self.insert(Arc::new(object), true))
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
@@ -399,8 +404,8 @@ impl HandleMiss for Miss {
             combined: self.combined,
         });
         let size = object.size();
-        let kept =
-            self.size <= MAX_OBJECT_BYTES.min(self.store.max_bytes) && self.store.insert(object);
+        let kept = self.size <= MAX_OBJECT_BYTES.min(self.store.max_bytes)
+            && self.store.insert(object, false);
         // Stored first, then the fill goes: a lookup always finds one of them.
         self.store.fills.finish(&self.combined, &self.fill, true);
         Ok(MissFinishType::Created(if kept { size } else { 0 }))
