@@ -18,9 +18,10 @@ use tokio::net::TcpListener;
 
 /// An origin whose answers are set by the query: `cc` (Cache-Control),
 /// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad` (bytes
-/// added to the body). Every
-/// answer has `ETag: "e1"` and honours `If-None-Match` with 304; its body
-/// names the host, the target and the request's number.
+/// added to the body). Every answer has `ETag: "e1"` and honours
+/// `If-None-Match` with 304; its body names the host, the target and the
+/// request's number. `/stream` sends a cacheable body in two chunks, the
+/// second when the test opens `gate`.
 pub struct Origin {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
