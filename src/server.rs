@@ -176,6 +176,7 @@ fn plaintext_buffers() -> L4BufferSettings {
 fn add_services(server: &mut Server, shared: &SharedSnapshot) {
     let snapshot = shared.load();
     let cfg = &snapshot.config;
+    crate::cache::init(cfg.cache.max_size.0);
     // HTTP/2 prior knowledge is a per-service option in Pingora, so cleartext
     // listeners with and without it get a service each. TLS listeners join
     // the service without it: Pingora ignores the option on TLS, where ALPN

@@ -6,6 +6,8 @@
 //!   pool has had its first round of health checks, 503 before, with what is
 //!   still awaited.
 //! - `GET /metrics`: Prometheus text format.
+//! - `POST /cache/purge` with `{"url": ...}` or `{"prefix": ...}`: removes
+//!   cached responses; needs `Authorization: Bearer <admin.token>`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,8 @@ use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+
+mod purge;
 
 use crate::gateway::SharedSnapshot;
 use crate::observe::metrics::metrics;
@@ -44,6 +48,11 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 let body = metrics().render(&self.snapshot.load());
                 respond(StatusCode::OK, "text/plain; version=0.0.4", body)
+            }
+            "/cache/purge" => {
+                let snapshot = self.snapshot.load();
+                let token = snapshot.config.admin.as_ref().and_then(|a| a.token.clone());
+                purge::answer(session, token.as_deref()).await
             }
             _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into()),
         }
@@ -126,7 +135,7 @@ fn listening_ports() -> Vec<u16> {
     ports
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
     respond(status, "application/json", body)
 }
 

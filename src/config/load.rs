@@ -14,14 +14,14 @@ use serde_path_to_error::Segment;
 
 use super::env::{expand_tree, key_text};
 use super::schema::{
-    AccessLogSpec, AdminSpec, Config, ConsumerSpec, GraphqlSpec, IdentitySpec, IntrospectionSpec,
-    JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RateLimitingSpec, RouteAuthSpec,
-    RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
+    AccessLogSpec, AdminSpec, CacheStoreSpec, Config, ConsumerSpec, GraphqlSpec, IdentitySpec,
+    IntrospectionSpec, JwtProviderSpec, ListenerSpec, LoggingSpec, PoliciesSpec, RateLimitingSpec,
+    RouteAuthSpec, RouteSpec, ServerSpec, TrustedProxy, UpstreamSpec,
 };
 use super::{index_path, key_path, ConfigError, FILE};
 
 /// The top-level keys, in the order the fix of an unknown key lists them.
-const TOP_LEVEL_KEYS: [&str; 16] = [
+const TOP_LEVEL_KEYS: [&str; 17] = [
     "version",
     "server",
     "listeners",
@@ -38,6 +38,7 @@ const TOP_LEVEL_KEYS: [&str; 16] = [
     "auth",
     "policies",
     "rate_limiting",
+    "cache",
 ];
 
 /// The parts of a file that deserialized. Listeners and routes keep their index
@@ -72,6 +73,7 @@ pub(crate) struct Draft {
     pub auth: Option<RouteAuthSpec>,
     pub policies: Option<PoliciesSpec>,
     pub rate_limiting: Option<RateLimitingSpec>,
+    pub cache: Option<CacheStoreSpec>,
     pub order: FileOrder,
 }
 
@@ -97,6 +99,7 @@ impl Draft {
             route_graphql: self.route_graphql,
             policies: self.policies.unwrap_or_default(),
             rate_limiting: self.rate_limiting.unwrap_or_default(),
+            cache: self.cache.unwrap_or_default(),
         }
     }
 }
@@ -170,6 +173,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
         auth: None,
         policies: None,
         rate_limiting: None,
+        cache: None,
         order,
     };
     let mut version_seen = false;
@@ -199,6 +203,7 @@ fn read_sections(root: Mapping, order: FileOrder, errors: &mut Vec<ConfigError>)
             "auth" => draft.auth = part(value, "auth", errors),
             "policies" => draft.policies = part(value, "policies", errors),
             "rate_limiting" => draft.rate_limiting = part(value, "rate_limiting", errors),
+            "cache" => draft.cache = part(value, "cache", errors),
             _ => errors.push(ConfigError::new(
                 key_path("", &key),
                 format!("unknown top-level key `{key}`"),

@@ -69,6 +69,9 @@ pub struct Config {
     /// Named rate limits, their store, consumer tiers and headers.
     #[serde(default)]
     pub rate_limiting: RateLimitingSpec,
+    /// The response cache's store, shared by every route that caches.
+    #[serde(default)]
+    pub cache: CacheStoreSpec,
 }
 
 /// Process-level settings, handed to Pingora's `ServerConf`.
@@ -230,6 +233,10 @@ pub struct UpstreamTlsSpec {
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
     pub address: String,
+    /// The bearer token the admin listener's write endpoints (cache purge)
+    /// require; without one they are refused. Write it as `${ENV_VAR}`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -499,6 +506,9 @@ pub struct RouteSpec {
     /// Origins and limits for WebSocket connections on this route.
     #[serde(default)]
     pub websocket: Option<WebSocketSpec>,
+    /// Response caching on this route; absent, nothing is cached.
+    #[serde(default)]
+    pub cache: Option<RouteCacheSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -584,12 +594,14 @@ pub struct RewriteSpec {
 }
 
 mod auth;
+mod cache;
 mod graphql;
 mod grpc;
 mod policy;
 mod traffic;
 mod websocket;
 pub use auth::*;
+pub use cache::*;
 #[allow(unused_imports)]
 pub use graphql::*;
 pub use grpc::*;

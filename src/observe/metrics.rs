@@ -30,6 +30,12 @@ pub struct Metrics {
     pub ws_open: IntGaugeVec,
     /// WebSocket data messages relayed, by route and direction.
     pub ws_messages: IntCounterVec,
+    /// Responses on caching routes, by `X-Cache-Status`.
+    pub cache_lookups: IntCounterVec,
+    /// The cache store's contents and evictions, set at scrape time.
+    pub cache_bytes: IntGauge,
+    pub cache_objects: IntGauge,
+    pub cache_evictions: prometheus::IntCounter,
 }
 
 /// The process-wide metrics, created on first use.
@@ -127,8 +133,32 @@ impl Metrics {
             &["route", "direction"],
         )
         .expect("static metric definition is valid");
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "portico_cache_responses_total",
+                "Responses on caching routes, by cache status (HIT, MISS, STALE, ...)",
+            ),
+            &["status"],
+        )
+        .expect("static metric definition is valid");
+        let cache_bytes = IntGauge::new(
+            "portico_cache_stored_bytes",
+            "Bytes of responses held in the cache",
+        )
+        .expect("static metric definition is valid");
+        let cache_objects = IntGauge::new("portico_cache_objects", "Responses held in the cache")
+            .expect("static metric definition is valid");
+        let cache_evictions = prometheus::IntCounter::new(
+            "portico_cache_evictions_total",
+            "Responses the cache dropped to stay within its size",
+        )
+        .expect("static metric definition is valid");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_lookups.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_objects.clone()),
+            Box::new(cache_evictions.clone()),
             Box::new(duration.clone()),
             Box::new(connect_failures.clone()),
             Box::new(backend_healthy.clone()),
@@ -157,6 +187,10 @@ impl Metrics {
             circuit_state,
             ws_open,
             ws_messages,
+            cache_lookups,
+            cache_bytes,
+            cache_objects,
+            cache_evictions,
         }
     }
 
@@ -202,10 +236,24 @@ impl Metrics {
             self.ratelimit_store_errors
                 .set(i64::try_from(store.errors()).unwrap_or(i64::MAX));
         }
+        self.set_cache_figures();
         let mut out = Vec::with_capacity(8192);
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+impl Metrics {
+    fn set_cache_figures(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = crate::cache::store().stats();
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_bytes.set(gauge(stats.bytes.load(Relaxed)));
+        self.cache_objects.set(gauge(stats.objects.load(Relaxed)));
+        let evicted = stats.evictions.load(Relaxed);
+        self.cache_evictions
+            .inc_by(evicted.saturating_sub(self.cache_evictions.get()));
     }
 }
 

@@ -62,6 +62,16 @@ pub struct RequestCtx {
     pub graphql_answer: Option<super::graphql::GraphqlAnswer>,
     /// Set when the request is a gRPC or gRPC-Web call.
     pub grpc: Option<super::grpc::Call>,
+    /// The cache key of a request on a caching route.
+    pub cache: Option<CacheCtx>,
+}
+
+/// A caching route's key for this request.
+pub struct CacheCtx {
+    /// The URL part, which purges name.
+    pub url: String,
+    /// The whole primary key: the URL and the parts the route adds.
+    pub primary: String,
 }
 
 impl RequestCtx {
@@ -92,6 +102,7 @@ impl RequestCtx {
             pool_override: None,
             graphql_answer: None,
             grpc: None,
+            cache: None,
         }
     }
 

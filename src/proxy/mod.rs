@@ -10,6 +10,7 @@
 //! (passive health) → `response_filter` → `logging` (access log, metrics).
 //! Failures from any step end in [`error::respond`].
 
+mod cache;
 pub mod ctx;
 pub mod error;
 pub mod graphql;
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -86,6 +89,7 @@ impl ProxyHttp for Gateway {
                     Err(failure) => failure,
                 }
             }
+            Ok(false) => return cache::purge_request(session, ctx).await,
             Ok(answered) => return Ok(answered),
             Err(failure) => failure,
         };
@@ -109,6 +113,42 @@ impl ProxyHttp for Gateway {
             None => error::respond_with(session, failure, &ctx.request_id, &extra).await,
         }
         Ok(true)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        cache::request(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        cache::cache_key(ctx)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(cache::response_cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::variance(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        crate::cache::serve_stale(error)
     }
 
     async fn upstream_peer(
@@ -311,6 +351,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", &ctx.request_id)?;
+        cache::response(session, response, ctx)?;
         if let Some(call) = &ctx.grpc {
             grpc::response_header(call, response)?;
         }

@@ -7,6 +7,7 @@ mod support;
 mod attacks;
 mod auth;
 mod balancing;
+mod cache;
 mod cli;
 mod errors;
 mod graphql;
