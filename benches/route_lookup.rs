@@ -29,6 +29,7 @@ fn route(index: usize, matches: MatchSpec) -> RouteSpec {
         upstream_host: None,
         policies: Default::default(),
         websocket: None,
+        compression: None,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::limit::traffic::Traffic;
 use crate::policy::Policies;
+use crate::proxy::compression::RouteCompression;
 use crate::proxy::graphql::GraphqlRoute;
 use crate::router::Router;
 use crate::tls::upstream::UpstreamTls;
@@ -44,6 +45,8 @@ pub struct Snapshot {
     pub traffic: Traffic,
     /// Each route's GraphQL limits and operation routing, by route index.
     pub graphql: Vec<Option<GraphqlRoute>>,
+    /// Each route's response compression, by route index.
+    pub compression: Vec<Option<RouteCompression>>,
 }
 
 impl Snapshot {
@@ -103,7 +106,11 @@ impl Snapshot {
             }
             _ => return Err(errors),
         };
+        let compression = (config.routes.iter())
+            .map(|r| r.compression.as_ref().and_then(RouteCompression::build))
+            .collect();
         Ok(Snapshot {
+            compression,
             config,
             listeners,
             traffic,

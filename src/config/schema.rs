@@ -494,6 +494,9 @@ pub struct RouteSpec {
     /// Origins and limits for WebSocket connections on this route.
     #[serde(default)]
     pub websocket: Option<WebSocketSpec>,
+    /// Response compression negotiated with the client; off when absent.
+    #[serde(default)]
+    pub compression: Option<CompressionSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -579,12 +582,14 @@ pub struct RewriteSpec {
 }
 
 mod auth;
+mod compression;
 mod graphql;
 mod grpc;
 mod policy;
 mod traffic;
 mod websocket;
 pub use auth::*;
+pub use compression::*;
 #[allow(unused_imports)]
 pub use graphql::*;
 pub use grpc::*;

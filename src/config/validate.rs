@@ -4,6 +4,7 @@
 //! problem. The same pass normalises what the router compares without regard
 //! to case: methods are uppercased and hosts lowercased.
 
+mod compression;
 mod graphql;
 mod grpc;
 mod identity;
@@ -43,6 +44,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     policy::check(draft, &mut errors);
     traffic::check(draft, &mut errors);
     graphql::check(draft, &mut errors);
+    compression::check(&mut draft.routes, &mut errors);
     errors
 }
 

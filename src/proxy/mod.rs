@@ -10,6 +10,7 @@
 //! (passive health) → `response_filter` → `logging` (access log, metrics).
 //! Failures from any step end in [`error::respond`].
 
+pub mod compression;
 pub mod ctx;
 pub mod error;
 pub mod graphql;
@@ -25,6 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::compression::ResponseCompressionBuilder;
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
@@ -59,6 +62,12 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(self.snapshot.load_full())
+    }
+
+    /// Pingora's compression module, switched off until
+    /// [`compression::on_response`] turns it on for one answer.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(ResponseCompressionBuilder::enable(0));
     }
 
     async fn early_request_filter(
@@ -325,6 +334,7 @@ impl ProxyHttp for Gateway {
                 response.insert_header(name, value)?;
             }
         }
+        compression::on_response(session, ctx, response)?;
         close_when_stopping(session);
         Ok(())
     }

@@ -15,6 +15,7 @@ pub(super) fn spec(id: &str, matches: MatchSpec) -> RouteSpec {
         upstream_host: None,
         policies: Default::default(),
         websocket: None,
+        compression: None,
     }
 }
 
