@@ -1,9 +1,9 @@
 //! Response compression: which answers of a route are compressed, and with
 //! which coding for this client.
 //!
-//! Pingora's `ResponseCompression` downstream module does the encoding (and
-//! weakens a strong `ETag`, drops `Content-Length` and `Accept-Ranges`). It is
-//! registered switched off; for an answer this module finds eligible it is
+//! Pingora's compression context, in the downstream module of [`module`],
+//! does the encoding (and weakens a strong `ETag`, drops `Content-Length` and
+//! `Accept-Ranges`). It is registered switched off; for an answer this module finds eligible it is
 //! switched on for the one coding negotiated here. The module's own
 //! negotiation takes the first coding the client lists and ignores `q`
 //! values, so it is handed a request naming only the chosen coding.
@@ -18,10 +18,14 @@ use http::header::{
 };
 use http::{HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::compression::ResponseCompression;
 use pingora::protocols::http::compression::Algorithm;
 use pingora::proxy::Session;
 use pingora::Result;
+
+mod module;
+
+use module::Compressor;
+pub use module::CompressorBuilder;
 
 use super::ctx::RequestCtx;
 use crate::config::schema::{Coding, CompressionSpec};
@@ -255,22 +259,19 @@ pub fn on_response(
     else {
         return Ok(());
     };
-    let Some(module) = session
-        .downstream_modules_ctx
-        .get_mut::<ResponseCompression>()
-    else {
+    let Some(module) = session.downstream_modules_ctx.get_mut::<Compressor>() else {
         return Ok(());
     };
     // Past the header phase the module has decided already (and its
     // `adjust_*` calls would panic).
-    if !module.is_header_phase() {
+    if !module.ctx.is_header_phase() {
         return Ok(());
     }
-    let algorithm = algorithm(coding);
-    module.adjust_algorithm_level(algorithm, level);
+    module.ctx.adjust_algorithm_level(algorithm(coding), level);
     let mut asked = RequestHeader::build(Method::GET, b"/", Some(1))?;
     asked.insert_header(ACCEPT_ENCODING, coding.token())?;
-    module.request_filter(&asked);
+    module.ctx.request_filter(&asked);
+    module.brotli_open = coding == Coding::Br;
     Ok(())
 }
 

@@ -26,7 +26,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::compression::ResponseCompressionBuilder;
 use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -64,10 +63,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.snapshot.load_full())
     }
 
-    /// Pingora's compression module, switched off until
-    /// [`compression::on_response`] turns it on for one answer.
+    /// Portico's compression module in place of Pingora's default one,
+    /// switched off until [`compression::on_response`] turns it on for one
+    /// answer.
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
-        modules.add_module(ResponseCompressionBuilder::enable(0));
+        modules.add_module(Box::new(compression::CompressorBuilder));
     }
 
     async fn early_request_filter(

@@ -8,6 +8,7 @@ mod attacks;
 mod auth;
 mod balancing;
 mod cli;
+mod compression;
 mod errors;
 mod graphql;
 mod grpc;

@@ -103,3 +103,28 @@ fn answers_without_a_body_or_with_a_range_are_not_eligible() {
         assert!(!r.eligible(&resp), "{status}");
     }
 }
+
+#[test]
+fn a_brotli_stream_from_pingoras_encoder_closed_with_the_end_byte_decodes() {
+    use pingora::protocols::http::compression::Algorithm;
+    use std::io::Read;
+    let input = "a body long enough to be worth compressing, ".repeat(200);
+    let mut encoder = Algorithm::Brotli.compressor(4).unwrap();
+    let mut stream = encoder
+        .encode(&input.as_bytes()[..3000], false)
+        .unwrap()
+        .to_vec();
+    stream.extend_from_slice(&encoder.encode(&input.as_bytes()[3000..], true).unwrap());
+    let mut unclosed = String::new();
+    let failed = brotli::Decompressor::new(&stream[..], 4096).read_to_string(&mut unclosed);
+    assert!(
+        failed.is_err(),
+        "Pingora now closes the stream; drop the end byte"
+    );
+    stream.push(super::module::BROTLI_END);
+    let mut out = String::new();
+    brotli::Decompressor::new(&stream[..], 4096)
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, input);
+}
