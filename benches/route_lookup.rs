@@ -30,6 +30,7 @@ fn route(index: usize, matches: MatchSpec) -> RouteSpec {
         policies: Default::default(),
         websocket: None,
         compression: None,
+        transform: None,
     }
 }
 

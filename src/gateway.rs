@@ -17,6 +17,7 @@ use crate::limit::traffic::Traffic;
 use crate::policy::Policies;
 use crate::proxy::compression::RouteCompression;
 use crate::proxy::graphql::GraphqlRoute;
+use crate::proxy::transform::RouteTransform;
 use crate::router::Router;
 use crate::tls::upstream::UpstreamTls;
 use crate::tls::Listeners;
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub graphql: Vec<Option<GraphqlRoute>>,
     /// Each route's response compression, by route index.
     pub compression: Vec<Option<RouteCompression>>,
+    /// Each route's header, query and JSON body transformation, by index.
+    pub transforms: Vec<Option<RouteTransform>>,
 }
 
 impl Snapshot {
@@ -109,7 +112,19 @@ impl Snapshot {
         let compression = (config.routes.iter())
             .map(|r| r.compression.as_ref().and_then(RouteCompression::build))
             .collect();
+        let mut transforms = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let Some(spec) = &route.transform else {
+                transforms.push(None);
+                continue;
+            };
+            match RouteTransform::build(&format!("routes[{i}].transform"), spec) {
+                Ok(t) => transforms.push(Some(t)),
+                Err(problems) => return Err(problems.iter().map(|p| p.to_string()).collect()),
+            }
+        }
         Ok(Snapshot {
+            transforms,
             compression,
             config,
             listeners,

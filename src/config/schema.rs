@@ -497,6 +497,9 @@ pub struct RouteSpec {
     /// Response compression negotiated with the client; off when absent.
     #[serde(default)]
     pub compression: Option<CompressionSpec>,
+    /// Header, query and JSON body changes in both directions.
+    #[serde(default)]
+    pub transform: Option<TransformSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -587,6 +590,7 @@ mod graphql;
 mod grpc;
 mod policy;
 mod traffic;
+mod transform;
 mod websocket;
 pub use auth::*;
 pub use compression::*;
@@ -595,6 +599,7 @@ pub use graphql::*;
 pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;
+pub use transform::*;
 pub use websocket::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.

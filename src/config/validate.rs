@@ -11,6 +11,7 @@ mod identity;
 mod policy;
 mod routes;
 mod traffic;
+mod transform;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     traffic::check(draft, &mut errors);
     graphql::check(draft, &mut errors);
     compression::check(&mut draft.routes, &mut errors);
+    transform::check(&draft.routes, &mut errors);
     errors
 }
 

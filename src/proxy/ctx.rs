@@ -62,6 +62,8 @@ pub struct RequestCtx {
     pub graphql_answer: Option<super::graphql::GraphqlAnswer>,
     /// Set when the request is a gRPC or gRPC-Web call.
     pub grpc: Option<super::grpc::Call>,
+    /// The request and response bodies a route's JSON rewrite is holding.
+    pub json_bodies: super::transform::json::Bodies,
 }
 
 impl RequestCtx {
@@ -92,6 +94,7 @@ impl RequestCtx {
             pool_override: None,
             graphql_answer: None,
             grpc: None,
+            json_bodies: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod handover;
 pub mod headers;
 mod protect;
+pub mod transform;
 pub mod websocket;
 
 use std::sync::Arc;
@@ -248,6 +249,7 @@ impl ProxyHttp for Gateway {
                 .map_err(|e| e.into_down());
             }
         }
+        transform::request_body(body, end_of_stream, ctx)?;
         // An empty final chunk from an HTTP/2 client would make Pingora write a
         // second chunked terminator to an HTTP/1.1 upstream and poison the
         // pooled connection; ending the body with `None` avoids it.
@@ -265,6 +267,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream_sent = Some(std::time::Instant::now());
         prepare_upstream_request(session, upstream, ctx)?;
+        transform::upstream_request(session.req_header(), upstream, ctx)?;
         if let Some(call) = &ctx.grpc {
             grpc::prepare_upstream_request(upstream, call)?;
         }
@@ -334,6 +337,7 @@ impl ProxyHttp for Gateway {
                 response.insert_header(name, value)?;
             }
         }
+        transform::response(session, response, ctx)?;
         compression::on_response(session, ctx, response)?;
         close_when_stopping(session);
         Ok(())
@@ -349,6 +353,7 @@ impl ProxyHttp for Gateway {
         if let Some(call) = ctx.grpc.as_mut() {
             grpc::response_body(call, body, end_of_stream);
         }
+        transform::response_body(body, end_of_stream, ctx)?;
         Ok(None)
     }
 
@@ -617,6 +622,7 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Fail
     authenticate(session, ctx).await?;
     limit_traffic(session, ctx).await?;
     graphql::admit(session, ctx).await?;
+    transform::admit_body(session.req_header(), ctx)?;
     Ok(false)
 }
 

@@ -16,6 +16,7 @@ pub(super) fn spec(id: &str, matches: MatchSpec) -> RouteSpec {
         policies: Default::default(),
         websocket: None,
         compression: None,
+        transform: None,
     }
 }
 

@@ -23,4 +23,5 @@ mod routing;
 mod streaming;
 mod tls;
 mod traffic;
+mod transform;
 mod websocket;

@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -32,6 +34,8 @@ pub const TEXT: &str = "Portico shapes answers on their way to the client. ";
 /// A running shaped upstream; stops when dropped.
 pub struct ShapedUpstream {
     pub addr: SocketAddr,
+    /// Requests received, counted when their head arrives.
+    hits: Arc<AtomicUsize>,
     _tasks: JoinSet<()>,
 }
 
@@ -40,23 +44,35 @@ impl ShapedUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut tasks = JoinSet::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let counter = counter.clone();
                 conns.spawn(async move {
+                    let svc = service_fn(move |req| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        handle(req)
+                    });
                     let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service_fn(handle))
+                        .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
             }
         });
         ShapedUpstream {
             addr,
+            hits,
             _tasks: tasks,
         }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
     }
 
     /// The `upstreams:` entry for this server, as pool `shaped`.
