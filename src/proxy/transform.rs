@@ -295,7 +295,7 @@ impl QueryOps {
                 None => (pair, None),
             };
             let decoded = percent_decode(key);
-            if self.remove.iter().any(|r| *r == decoded) {
+            if self.remove.contains(&decoded) {
                 continue;
             }
             match self.rename.iter().find(|(from, _)| *from == decoded) {
