@@ -33,7 +33,7 @@ fn key_hash() -> String {
 }
 
 /// Routes by prefix, each stripped: `/h` headers and query (API key
-/// required), `/b` JSON bodies, `/p` and `/r` JSON bodies capped at 64 bytes
+/// required), `/b` JSON bodies (and gzip for JSON answers), `/p` and `/r` JSON bodies capped at 64 bytes
 /// that pass or refuse a larger one.
 async fn gateway() -> (ShapedUpstream, Gateway) {
     let up = ShapedUpstream::start().await;
@@ -71,6 +71,7 @@ routes:
     match: {{ path: {{ prefix: /b }} }}
     strip_prefix: true
     upstream: shaped
+    compression: {{algorithms: [gzip], min_size: 0, content_types: [application/json]}}
     transform: {{request: {{json_body: {body}}}, response: {{json_body: {body}}}}}
   - id: pass
     match: {{ path: {{ prefix: /p }} }}
@@ -190,6 +191,54 @@ async fn a_json_answer_is_rewritten_and_its_length_is_right() {
             "source": "portico", "meta": {"gateway": true}
         })
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_json_request_body_is_gathered_and_rewritten() {
+    let (_up, gw) = gateway().await;
+    let sent = json!({"user": {"name": "bo", "password": "x"}}).to_string();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = sent
+        .into_bytes()
+        .chunks(7)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let resp = client()
+        .post(gw.url("/b/echo"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.unwrap();
+    let body: Value = serde_json::from_str(seen["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"user": {"login": "bo"}, "source": "portico", "meta": {"gateway": true}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewritten_json_answer_is_then_compressed_for_a_client_that_asks() {
+    use std::io::Read;
+    let (_up, gw) = gateway().await;
+    let resp = client()
+        .get(gw.url("/b/json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let bytes = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["user"], json!({"login": "ann"}));
+    assert_eq!(body["source"], "portico");
 }
 
 #[tokio::test(flavor = "multi_thread")]
