@@ -67,3 +67,13 @@ fn an_unknown_oversize_choice_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("routes[0].transform"), "{err}");
 }
+
+#[test]
+fn the_shaping_example_loads() {
+    let text = include_str!("../../../conf/examples/shaping.yaml");
+    let config = load_str_with_env(text, &|_| None).unwrap();
+    assert!(config.routes[0].compression.is_some());
+    let orders = config.routes[1].transform.as_ref().unwrap();
+    let set = &orders.request.as_ref().unwrap().headers.set;
+    assert_eq!(set["x-client-ip"], "${client_ip}");
+}
