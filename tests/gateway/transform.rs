@@ -33,8 +33,8 @@ fn key_hash() -> String {
 }
 
 /// Routes by prefix, each stripped: `/h` headers and query (API key
-/// required), `/b` JSON bodies (and gzip for JSON answers), `/p` and `/r` JSON bodies capped at 64 bytes
-/// that pass or refuse a larger one.
+/// required), `/b` JSON bodies (and gzip for JSON answers), `/p` and `/r`
+/// JSON bodies capped at 64 bytes that pass or refuse a larger one.
 async fn gateway() -> (ShapedUpstream, Gateway) {
     let up = ShapedUpstream::start().await;
     let body = "{remove: [user.password], rename: {user.name: user.login}, \
@@ -339,4 +339,57 @@ async fn an_oversize_json_body_is_refused_when_the_route_says_reject() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_of_the_verified_token_fills_a_header_template() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let up = ShapedUpstream::start().await;
+    let secret = "transform-test-secret-with-enough-length-for-hs256";
+    let gw = Gateway::start(&format!(
+        "{}jwt_providers:
+  corp:
+    issuer: https://idp.test
+    keys: [{{kid: hs, alg: HS256, secret: '{secret}'}}]
+routes:
+  - id: claims
+    upstream: shaped
+    auth: {{methods: ['jwt:corp']}}
+    transform:
+      request:
+        headers:
+          set:
+            x-tenant: '$${{claim.tenant}}'
+            x-level: '$${{claim.level}}'
+            x-sub: '$${{consumer}}'
+",
+        up.yaml()
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "sub": "alice", "iss": "https://idp.test", "exp": now + 600, "iat": now,
+        "tenant": "acme", "level": 3,
+    });
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("hs".into());
+    let token = encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let resp = client()
+        .get(gw.url("/echo"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen: Value = resp.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-tenant"], "acme");
+    assert_eq!(seen["headers"]["x-level"], "3");
+    assert_eq!(seen["headers"]["x-sub"], "alice");
 }
