@@ -208,3 +208,24 @@ async fn a_switched_off_section_compresses_nothing() {
     let resp = fetch(&gw, "/doc", "gzip").await;
     assert_eq!(field(&resp, "content-encoding"), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_gets_a_compressed_answer_it_can_decode() {
+    let (_up, gw) = gateway("{}").await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for coding in ["gzip", "br", "zstd"] {
+        let resp = h2
+            .get(gw.url("/doc?len=10000&chunked=1"))
+            .header("accept-encoding", coding)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(field(&resp, "content-encoding").as_deref(), Some(coding));
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(decode(coding, &body), text(10000), "{coding}");
+    }
+}

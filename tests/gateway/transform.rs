@@ -393,3 +393,27 @@ routes:
     assert_eq!(seen["headers"]["x-level"], "3");
     assert_eq!(seen["headers"]["x-sub"], "alice");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_are_rewritten_for_an_http2_client_too() {
+    let (_up, gw) = gateway().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .post(gw.url("/b/echo"))
+        .header("content-type", "application/json")
+        .body(json!({"user": {"name": "cy", "password": "p"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let seen: Value = resp.json().await.unwrap();
+    let body: Value = serde_json::from_str(seen["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["user"], json!({"login": "cy"}));
+    let answer = h2.get(gw.url("/b/json")).send().await.unwrap();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["user"], json!({"login": "ann"}));
+    assert_eq!(body["source"], "portico");
+}
