@@ -6,8 +6,11 @@
 //! match, authentication and authorisation, GraphQL analysis and operation
 //! routing; a rejection is answered here and never reaches an upstream) →
 //! `upstream_peer` (backend choice, once per try) → `upstream_request_filter`
-//! (forwarding headers, identity headers, rewritten path, host) → `upstream_response_filter`
-//! (passive health) → `response_filter` → `logging` (access log, metrics).
+//! (forwarding headers, identity headers, rewritten path, host, the route's
+//! header, query and body transformation) → `upstream_response_filter`
+//! (passive health) → `response_filter` (the route's response
+//! transformation, then the compression decision carried out by the
+//! downstream module of [`compression`]) → `logging` (access log, metrics).
 //! Failures from any step end in [`error::respond`].
 
 pub mod compression;
