@@ -30,6 +30,8 @@ fn route(index: usize, matches: MatchSpec) -> RouteSpec {
         policies: Default::default(),
         websocket: None,
         cache: None,
+        compression: None,
+        transform: None,
     }
 }
 

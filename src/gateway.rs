@@ -15,7 +15,9 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::limit::traffic::Traffic;
 use crate::policy::Policies;
+use crate::proxy::compression::RouteCompression;
 use crate::proxy::graphql::GraphqlRoute;
+use crate::proxy::transform::RouteTransform;
 use crate::router::Router;
 use crate::tls::upstream::UpstreamTls;
 use crate::tls::Listeners;
@@ -44,6 +46,10 @@ pub struct Snapshot {
     pub traffic: Traffic,
     /// Each route's GraphQL limits and operation routing, by route index.
     pub graphql: Vec<Option<GraphqlRoute>>,
+    /// Each route's response compression, by route index.
+    pub compression: Vec<Option<RouteCompression>>,
+    /// Each route's header, query and JSON body transformation, by index.
+    pub transforms: Vec<Option<RouteTransform>>,
 }
 
 impl Snapshot {
@@ -103,7 +109,23 @@ impl Snapshot {
             }
             _ => return Err(errors),
         };
+        let compression = (config.routes.iter())
+            .map(|r| r.compression.as_ref().and_then(RouteCompression::build))
+            .collect();
+        let mut transforms = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let Some(spec) = &route.transform else {
+                transforms.push(None);
+                continue;
+            };
+            match RouteTransform::build(&format!("routes[{i}].transform"), spec) {
+                Ok(t) => transforms.push(Some(t)),
+                Err(problems) => return Err(problems.iter().map(|p| p.to_string()).collect()),
+            }
+        }
         Ok(Snapshot {
+            transforms,
+            compression,
             config,
             listeners,
             traffic,

@@ -509,6 +509,12 @@ pub struct RouteSpec {
     /// Response caching on this route; absent, nothing is cached.
     #[serde(default)]
     pub cache: Option<RouteCacheSpec>,
+    /// Response compression negotiated with the client; off when absent.
+    #[serde(default)]
+    pub compression: Option<CompressionSpec>,
+    /// Header, query and JSON body changes in both directions.
+    #[serde(default)]
+    pub transform: Option<TransformSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -595,18 +601,22 @@ pub struct RewriteSpec {
 
 mod auth;
 mod cache;
+mod compression;
 mod graphql;
 mod grpc;
 mod policy;
 mod traffic;
+mod transform;
 mod websocket;
 pub use auth::*;
 pub use cache::*;
+pub use compression::*;
 #[allow(unused_imports)]
 pub use graphql::*;
 pub use grpc::*;
 pub use policy::*;
 pub use traffic::*;
+pub use transform::*;
 pub use websocket::*;
 
 /// A duration written as `250ms`, `5s`, `1m`, `2h`.

@@ -5,12 +5,14 @@
 //! to case: methods are uppercased and hosts lowercased.
 
 mod cache;
+mod compression;
 mod graphql;
 mod grpc;
 mod identity;
 mod policy;
 mod routes;
 mod traffic;
+mod transform;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ pub(crate) fn validate(draft: &mut Draft) -> Vec<ConfigError> {
     traffic::check(draft, &mut errors);
     graphql::check(draft, &mut errors);
     cache::check(draft, &mut errors);
+    compression::check(&mut draft.routes, &mut errors);
+    transform::check(&draft.routes, &mut errors);
     errors
 }
 

@@ -100,7 +100,11 @@ fn a_keepalive_pool_too_large_to_allocate_is_rejected() {
 fn an_http2_stream_limit_of_zero_or_beyond_ten_thousand_is_rejected() {
     for bad in ["0", "10001"] {
         let yaml = with_section(&format!("server: {{h2_max_concurrent_streams: {bad}}}"));
-        only_error(&yaml, "server.h2_max_concurrent_streams", "outside 1..=10000");
+        only_error(
+            &yaml,
+            "server.h2_max_concurrent_streams",
+            "outside 1..=10000",
+        );
     }
     assert_loads(&with_section("server: {h2_max_concurrent_streams: 1000}"));
 }

@@ -64,6 +64,8 @@ pub struct RequestCtx {
     pub grpc: Option<super::grpc::Call>,
     /// The cache key of a request on a caching route.
     pub cache: Option<CacheCtx>,
+    /// The request and response bodies a route's JSON rewrite is holding.
+    pub json_bodies: super::transform::json::Bodies,
 }
 
 /// A caching route's key for this request.
@@ -103,6 +105,7 @@ impl RequestCtx {
             graphql_answer: None,
             grpc: None,
             cache: None,
+            json_bodies: Default::default(),
         }
     }
 

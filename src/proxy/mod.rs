@@ -6,11 +6,15 @@
 //! match, authentication and authorisation, GraphQL analysis and operation
 //! routing; a rejection is answered here and never reaches an upstream) →
 //! `upstream_peer` (backend choice, once per try) → `upstream_request_filter`
-//! (forwarding headers, identity headers, rewritten path, host) → `upstream_response_filter`
-//! (passive health) → `response_filter` → `logging` (access log, metrics).
+//! (forwarding headers, identity headers, rewritten path, host, the route's
+//! header, query and body transformation) → `upstream_response_filter`
+//! (passive health) → `response_filter` (the route's response
+//! transformation, then the compression decision carried out by the
+//! downstream module of [`compression`]) → `logging` (access log, metrics).
 //! Failures from any step end in [`error::respond`].
 
 mod cache;
+pub mod compression;
 pub mod ctx;
 pub mod error;
 pub mod graphql;
@@ -18,6 +22,7 @@ pub mod grpc;
 pub mod handover;
 pub mod headers;
 mod protect;
+pub mod transform;
 pub mod websocket;
 
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
@@ -62,6 +68,13 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(self.snapshot.load_full())
+    }
+
+    /// Portico's compression module in place of Pingora's default one,
+    /// switched off until [`compression::on_response`] turns it on for one
+    /// answer.
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        modules.add_module(Box::new(compression::CompressorBuilder));
     }
 
     async fn early_request_filter(
@@ -283,6 +296,7 @@ impl ProxyHttp for Gateway {
                 .map_err(|e| e.into_down());
             }
         }
+        transform::request_body(body, end_of_stream, ctx)?;
         // An empty final chunk from an HTTP/2 client would make Pingora write a
         // second chunked terminator to an HTTP/1.1 upstream and poison the
         // pooled connection; ending the body with `None` avoids it.
@@ -300,6 +314,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream_sent = Some(std::time::Instant::now());
         prepare_upstream_request(session, upstream, ctx)?;
+        transform::upstream_request(session.req_header(), upstream, ctx)?;
         if let Some(call) = &ctx.grpc {
             grpc::prepare_upstream_request(upstream, call)?;
         }
@@ -370,6 +385,8 @@ impl ProxyHttp for Gateway {
                 response.insert_header(name, value)?;
             }
         }
+        transform::response(session, response, ctx)?;
+        compression::on_response(session, ctx, response)?;
         close_when_stopping(session);
         Ok(())
     }
@@ -384,6 +401,7 @@ impl ProxyHttp for Gateway {
         if let Some(call) = ctx.grpc.as_mut() {
             grpc::response_body(call, body, end_of_stream);
         }
+        transform::response_body(body, end_of_stream, ctx)?;
         Ok(None)
     }
 
@@ -655,6 +673,7 @@ async fn admit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool, Fail
     authenticate(session, ctx).await?;
     limit_traffic(session, ctx).await?;
     graphql::admit(session, ctx).await?;
+    transform::admit_body(session.req_header(), ctx)?;
     Ok(false)
 }
 

@@ -16,6 +16,8 @@ pub(super) fn spec(id: &str, matches: MatchSpec) -> RouteSpec {
         policies: Default::default(),
         websocket: None,
         cache: None,
+        compression: None,
+        transform: None,
     }
 }
 

@@ -232,3 +232,41 @@ async fn a_grpc_web_call_portico_refuses_gets_the_status_in_its_headers() {
     assert_eq!(resp.headers()["content-length"], "0");
     assert_eq!(server.calls(), 0);
 }
+
+/// Browsers send `Accept-Encoding` with gRPC-Web calls; even a route that
+/// compresses every `application/*` answer leaves the gRPC framing alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grpc_web_answer_is_never_compressed() {
+    let server = GrpcServer::start().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}routes:
+  - id: grpc
+    match: {{ grpc: {{ service: {SERVICE} }} }}
+    upstream: echo
+    compression: {{min_size: 0, content_types: ['application/*']}}
+",
+        crate::support::grpc::h2c_upstream("echo", &[&server], "")
+    ));
+    let ask = Msg {
+        count: 3,
+        ..Msg::text("web")
+    };
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let resp = client
+        .post(gw.url(&format!("/{SERVICE}/Serve")))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("accept-encoding", "gzip, br, zstd")
+        .body(framed(&ask))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-encoding").is_none());
+    let (messages, trailers) = unframe(&resp.bytes().await.unwrap());
+    assert_eq!(messages.len(), 3);
+    assert!(
+        trailers.contains(&"grpc-status:0".to_string()),
+        "{trailers:?}"
+    );
+}

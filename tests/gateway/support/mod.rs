@@ -9,6 +9,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod raw;
 pub mod redis;
+pub mod shaped;
 pub mod tls;
 pub mod upstream;
 pub mod websocket;
