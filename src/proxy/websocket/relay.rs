@@ -236,7 +236,10 @@ pub(crate) async fn run(
                     end = Some(End::ShuttingDown);
                 } else if now >= clock.heard + clock.idle {
                     end = Some(End::Idle);
-                } else if clock.ping.is_some_and(|every| now >= clock.heard.max(clock.pinged) + every) {
+                } else if clock
+                    .ping
+                    .is_some_and(|every| now >= clock.heard.max(clock.pinged) + every)
+                {
                     end = ping(session, &down, stall).await.err();
                     clock.pinged = now;
                 }
