@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """gRPC unary throughput through Portico against the same server direct.
 
-Starts the tonic echo server (perf/grpc_echo.rs) and Portico in front of it
-(an h2c listener, an h2c upstream pool with max_h2_streams 100), then runs
-h2load with the same gRPC request against each in turn, on loopback only,
-and prints one Markdown table. Every process started is stopped by PID, on
+Starts the tonic echo server (perf/grpc_echo.rs), Portico in front of it
+(an h2c listener, an h2c upstream pool with max_h2_streams 100) and, beside
+it, the minimal Pingora proxy (perf/minimal_pingora.rs, h2c on both sides
+with the same stream limit) as the framework's floor, then runs h2load with
+the same gRPC request against each in turn, on loopback only, and prints one
+Markdown table. Every process started is stopped by PID, on
 exit and on INT, TERM and HUP; every load has a duration and every tool a
 timeout, so a run ends by itself. Called by perf/grpc.sh, which builds the
 binaries; see perf/README.md.
@@ -180,7 +182,13 @@ def main():
         start([os.path.join(bins, "portico"), "run", "-c", conf],
               stdout=subprocess.DEVNULL, stderr=log)
         wait_port(port, "portico")
-        for target in (upstream, port):
+        floor = free_port()
+        env = dict(os.environ, MINIMAL_PINGORA_H2_STREAMS=str(args.max_h2_streams))
+        start([os.path.join(bins, "examples", "minimal_pingora"), f"127.0.0.1:{floor}",
+               f"127.0.0.1:{upstream}", str(args.threads)],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wait_port(floor, "minimal_pingora")
+        for target in (upstream, floor, port):
             check_call(target, body)
 
         print(f"gRPC unary echo, {args.build_profile} build, {duration} s per row "
@@ -188,17 +196,21 @@ def main():
               f"max_h2_streams {args.max_h2_streams}"
               + (" (smoke run: the figures mean nothing)" if args.smoke else ""))
         print()
-        print("| connections x streams | direct req/s | Portico req/s | Portico / direct "
-              "| direct mean | Portico mean | failed (direct, Portico) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| connections x streams | direct req/s | minimal Pingora req/s "
+              "| Portico req/s | Portico / direct | Portico / Pingora "
+              "| direct mean | Pingora mean | Portico mean | failed (direct, Pingora, Portico) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for conns, streams in loads:
             direct = h2load(upstream, body, conns, streams, duration, warmup)
+            bare = h2load(floor, body, conns, streams, duration, warmup)
             proxied = h2load(port, body, conns, streams, duration, warmup)
             ratio = proxied["rate"] / direct["rate"] if direct["rate"] else 0.0
-            print(f"| {conns} x {streams} | {direct['rate']:.0f} | {proxied['rate']:.0f} "
-                  f"| {ratio:.0%} | {direct['mean']} | {proxied['mean']} "
-                  f"| {direct['failed']}, {proxied['failed']} |")
-            if direct["failed"] or proxied["failed"]:
+            to_floor = proxied["rate"] / bare["rate"] if bare["rate"] else 0.0
+            print(f"| {conns} x {streams} | {direct['rate']:.0f} | {bare['rate']:.0f} "
+                  f"| {proxied['rate']:.0f} | {ratio:.0%} | {to_floor:.0%} "
+                  f"| {direct['mean']} | {bare['mean']} | {proxied['mean']} "
+                  f"| {direct['failed']}, {bare['failed']}, {proxied['failed']} |")
+            if direct["failed"] or bare["failed"] or proxied["failed"]:
                 sys.exit("grpc perf: some requests failed")
     finally:
         stop_all()

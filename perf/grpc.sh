@@ -4,7 +4,8 @@
 #
 #   perf/grpc.sh [--smoke] [--debug] [--no-build] [--duration S] [--loads 1x1,4x16]
 #
-# Builds Portico and the echo server (perf/grpc_echo.rs) unless --no-build,
+# Builds Portico, the echo server (perf/grpc_echo.rs) and the minimal Pingora
+# proxy (perf/minimal_pingora.rs) unless --no-build,
 # then hands over to perf/grpc.py, which stops everything it starts by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,9 @@ done
 
 if [ "$build" -eq 1 ]; then
   cargo_profile=$([ "$profile" = debug ] && echo dev || echo release)
-  echo "perf: cargo build --profile $cargo_profile --bin portico --example grpc_echo"
-  cargo build --profile "$cargo_profile" --bin portico --example grpc_echo
+  echo "perf: cargo build --profile $cargo_profile (portico, grpc_echo, minimal_pingora)"
+  cargo build --profile "$cargo_profile" --bin portico --example grpc_echo \
+    --example minimal_pingora
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

@@ -14,6 +14,11 @@
 //!
 //! Both addresses are `ip:port` (no name lookup happens). THREADS defaults
 //! to 1. A bad argument prints usage and exits with status 2.
+//!
+//! With `MINIMAL_PINGORA_H2_STREAMS=N` in the environment the upstream is
+//! spoken to in cleartext HTTP/2 (prior knowledge) with up to N streams per
+//! connection, as Portico's `protocol: h2c` pools do: the floor under
+//! Portico's gRPC figures (perf/grpc.sh).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -31,6 +36,8 @@ const USAGE: &str = "usage: minimal_pingora LISTEN_ADDR UPSTREAM_ADDR [THREADS]"
 /// Sends every request to `upstream`.
 struct FixedUpstream {
     upstream: SocketAddr,
+    /// `Some(streams)`: h2c upstream with that many streams per connection.
+    h2_streams: Option<usize>,
 }
 
 #[async_trait]
@@ -40,7 +47,12 @@ impl ProxyHttp for FixedUpstream {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if let Some(streams) = self.h2_streams {
+            peer.options.alpn = pingora::protocols::ALPN::H2;
+            peer.options.max_h2_streams = streams;
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -92,8 +104,21 @@ fn main() -> ExitCode {
     server.bootstrap();
     let mut options = HttpServerOptions::default();
     options.h2c = true;
+    let h2_streams = match std::env::var("MINIMAL_PINGORA_H2_STREAMS") {
+        Err(_) => None,
+        Ok(n) => match n.parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                eprintln!(
+                    "minimal_pingora: MINIMAL_PINGORA_H2_STREAMS={n:?}: want a number above 0"
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
     let proxy = FixedUpstream {
         upstream: args.upstream,
+        h2_streams,
     };
     let mut service = ProxyServiceBuilder::new(&server.configuration, proxy)
         .name("minimal_pingora")

@@ -9,6 +9,7 @@
 //! route's message limit, and the gateway's own frames (pings, closes) are
 //! written only between frames.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,6 +21,10 @@ use portico_protocols::websocket::{
 use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::time::{sleep_until, timeout, Instant};
+
+/// Room for one read from the upstream: a 16 KiB message with its header
+/// fits in one read instead of two.
+const READ_SIZE: usize = 64 * 1024;
 
 use crate::observe::metrics::metrics;
 
@@ -101,20 +106,49 @@ impl Direction {
         }
     }
 
-    /// Appends to `out` the bytes of `input` that may be forwarded: all of
-    /// them except a header not yet complete, and nothing from a refused
-    /// frame on.
-    fn forward(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
+    /// The bytes of `input` that may be forwarded: all of them except a
+    /// header not yet complete, and nothing from a refused frame on.
+    ///
+    /// Usually that is a prefix of `input`, returned as a slice of it without
+    /// a copy; only when the parser hands back a header it had to hold over
+    /// from an earlier read (its own bytes, not `input`'s) is the result
+    /// copied together.
+    fn forward(&mut self, input: &Bytes) -> (Bytes, Result<(), FrameError>) {
+        let start = input.as_ptr() as usize;
+        // How much of `input`, from its start, the events have covered so far.
+        let mut covered = 0usize;
+        let mut copied: Option<BytesMut> = None;
         let mut ended = 0;
-        let result = self.parser.feed(input, |event| match event {
-            Event::Header { raw, .. } => out.extend_from_slice(raw),
-            Event::Payload(p) => out.extend_from_slice(p),
-            Event::FrameEnd { message_end, .. } => ended += u64::from(message_end),
+        let result = self.parser.feed(input, |event| {
+            let part = match event {
+                Event::Header { raw, .. } => raw,
+                Event::Payload(p) => p,
+                Event::FrameEnd { message_end, .. } => {
+                    ended += u64::from(message_end);
+                    return;
+                }
+            };
+            if let Some(out) = copied.as_mut() {
+                out.extend_from_slice(part);
+            } else if part.as_ptr() as usize == start + covered
+                && covered + part.len() <= input.len()
+            {
+                covered += part.len();
+            } else {
+                let mut out = BytesMut::with_capacity(input.len() + part.len());
+                out.extend_from_slice(input.get(..covered).unwrap_or_default());
+                out.extend_from_slice(part);
+                copied = Some(out);
+            }
         });
         if ended > 0 {
             self.messages.inc_by(ended);
         }
-        result
+        let out = match copied {
+            Some(out) => out.freeze(),
+            None => input.slice(..covered.min(input.len())),
+        };
+        (out, result)
     }
 }
 
@@ -151,8 +185,8 @@ pub(crate) async fn run(
     let mut up = Direction::new(Sender::Client, max, route, "client_to_upstream");
     let mut down = Direction::new(Sender::Server, max, route, "upstream_to_client");
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let mut pending = BytesMut::new();
-    let mut inbound = BytesMut::with_capacity(16 * 1024);
+    let mut pending = Pending::default();
+    let mut inbound = BytesMut::with_capacity(READ_SIZE);
     let now = Instant::now();
     let mut clock = Clock {
         idle: limits.idle_timeout,
@@ -163,14 +197,24 @@ pub(crate) async fn run(
     // A client that stops reading stalls the relay in a write, where the
     // idle timer cannot run; the write gets the same time instead.
     let stall = limits.idle_timeout;
-    let mut end = to_client(session, &mut down, &early, stall).await.err();
+    let mut end = to_client(session, &mut down, &early.freeze(), stall)
+        .await
+        .err();
+    // One timer for the connection, moved only when it fires: setting a new
+    // one for every message cost a timer-wheel insert and removal each time.
+    // Firing early is harmless, as the branch below looks at the clock again.
+    let timer = sleep_until(clock.next().min(now + SHUTDOWN_POLL));
+    tokio::pin!(timer);
     while end.is_none() {
-        inbound.reserve(16 * 1024);
+        // Takes back the same buffer once the last slice of it is written.
+        inbound.reserve(READ_SIZE);
         tokio::select! {
-            read = session.read_request_body(), if pending.len() < HIGH_WATER => match read {
+            read = session.read_request_body(), if pending.len < HIGH_WATER => match read {
                 Ok(Some(bytes)) => {
                     clock.heard = Instant::now();
-                    end = up.forward(&bytes, &mut pending).err().map(End::ClientBroke);
+                    let (out, parsed) = up.forward(&bytes);
+                    pending.push(out);
+                    end = parsed.err().map(End::ClientBroke);
                 }
                 Ok(None) | Err(_) => end = Some(End::ClientClosed),
             },
@@ -178,24 +222,28 @@ pub(crate) async fn run(
                 Ok(0) | Err(_) => end = Some(End::UpstreamClosed),
                 Ok(_) => {
                     clock.heard = Instant::now();
-                    end = to_client(session, &mut down, &inbound, stall).await.err();
-                    inbound.clear();
+                    let input = inbound.split().freeze();
+                    end = to_client(session, &mut down, &input, stall).await.err();
                 }
             },
-            written = up_write.write(&pending), if !pending.is_empty() => match written {
+            written = up_write.write(pending.front()), if pending.len > 0 => match written {
                 Ok(0) | Err(_) => end = Some(End::UpstreamClosed),
                 Ok(n) => pending.advance(n),
             },
-            () = sleep_until(clock.next().min(Instant::now() + SHUTDOWN_POLL)) => {
+            () = &mut timer => {
                 let now = Instant::now();
                 if session.is_process_shutting_down() {
                     end = Some(End::ShuttingDown);
                 } else if now >= clock.heard + clock.idle {
                     end = Some(End::Idle);
-                } else if clock.ping.is_some_and(|every| now >= clock.heard.max(clock.pinged) + every) {
+                } else if clock
+                    .ping
+                    .is_some_and(|every| now >= clock.heard.max(clock.pinged) + every)
+                {
                     end = ping(session, &down, stall).await.err();
                     clock.pinged = now;
                 }
+                timer.as_mut().reset(clock.next().min(Instant::now() + SHUTDOWN_POLL));
             }
         }
     }
@@ -204,18 +252,51 @@ pub(crate) async fn run(
     end
 }
 
+/// Bytes read from the client and not yet written upstream, kept as the
+/// slices they were read in rather than copied into one buffer.
+#[derive(Default)]
+struct Pending {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| c.as_ref())
+    }
+
+    /// Drops `n` written bytes from the front (never more than the first chunk
+    /// holds, as writes are made from it alone).
+    fn advance(&mut self, n: usize) {
+        if let Some(first) = self.chunks.front_mut() {
+            let n = n.min(first.len());
+            first.advance(n);
+            self.len -= n;
+            if first.is_empty() {
+                self.chunks.pop_front();
+            }
+        }
+    }
+}
+
 /// Forwards upstream bytes to the client, the valid part first when a frame
 /// is refused.
 async fn to_client(
     session: &mut Session,
     down: &mut Direction,
-    input: &[u8],
+    input: &Bytes,
     stall: Duration,
 ) -> Result<(), End> {
-    let mut out = BytesMut::with_capacity(input.len());
-    let parsed = down.forward(input, &mut out);
+    let (out, parsed) = down.forward(input);
     if !out.is_empty() {
-        write_client(session, out.freeze(), stall).await?;
+        write_client(session, out, stall).await?;
     }
     parsed.map_err(End::UpstreamBroke)
 }
@@ -243,7 +324,7 @@ async fn write_client(session: &mut Session, bytes: Bytes, stall: Duration) -> R
 async fn finish(
     session: &mut Session,
     mut up_write: WriteHalf<Stream>,
-    mut pending: BytesMut,
+    mut pending: Pending,
     up: &Direction,
     down: &Direction,
     end: End,
@@ -263,11 +344,13 @@ async fn finish(
             // The gateway is the upstream's client here, and client frames
             // are masked; the key only has to be unpredictable to the peer.
             let mask = fastrand::u32(..).to_be_bytes();
-            pending.extend_from_slice(&close_frame(code, end.reason(), Some(mask)));
+            pending.push(Bytes::from(close_frame(code, end.reason(), Some(mask))));
         }
     }
     let _ = timeout(FLUSH_TIME, async {
-        up_write.write_all(&pending).await?;
+        for chunk in &pending.chunks {
+            up_write.write_all(chunk).await?;
+        }
         up_write.shutdown().await
     })
     .await;
