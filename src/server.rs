@@ -173,6 +173,12 @@ fn plaintext_buffers() -> L4BufferSettings {
     L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
 }
 
+/// What h2 charges a DATA frame smaller than this many bytes for framing.
+const H2_SMALL_FRAME_OVERHEAD: usize = 256;
+
+/// h2's own budget with the default connection window (half of 64 KiB).
+const H2_MIN_BUDGET: usize = 32 * 1024;
+
 fn add_services(server: &mut Server, shared: &SharedSnapshot) {
     let snapshot = shared.load();
     let cfg = &snapshot.config;
@@ -208,8 +214,16 @@ fn add_services(server: &mut Server, shared: &SharedSnapshot) {
                 .server_options(options)
                 .build();
         if let Some(app) = proxy.app_logic_mut() {
+            let streams = cfg.server.h2_max_concurrent_streams;
             let mut h2 = default_h2_options();
-            h2.max_concurrent_streams(cfg.server.h2_max_concurrent_streams);
+            h2.max_concurrent_streams(streams);
+            // h2 closes a connection (ENHANCE_YOUR_CALM) once the small DATA
+            // frames it holds unread cost more framing overhead than its
+            // budget, by default about 128 frames' worth: enough for 128
+            // streams, not for 1,000 gRPC calls that each sent one message.
+            // The budget grows with the streams allowed, one small frame's
+            // overhead (256 bytes) each, so the flood guard keeps its bound.
+            h2.data_frame_budget((streams as usize * H2_SMALL_FRAME_OVERHEAD).max(H2_MIN_BUDGET));
             app.h2_options = Some(h2);
         }
         let proxied: Vec<SocketAddr> = indexes
