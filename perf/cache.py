@@ -46,6 +46,8 @@ MEMORY_CONNS = 8
 SAMPLE_SECONDS = 0.05
 # The memory phase gives up after this long, whatever is left to fetch.
 MEMORY_LIMIT_SECONDS = 60.0
+# How long the memory phase waits after its load before a last RSS reading.
+IDLE_SECONDS = 2.0
 
 
 def start_nginx_cache(env, max_mib):
@@ -82,10 +84,10 @@ def start_nginx_cache(env, max_mib):
     return service, port
 
 
-def start_portico_cache(env, max_mib, name="portico_cache"):
+def start_portico_cache(env, max_mib, name="portico_cache", cached=True):
     """Portico with one catch-all route, cached (1 h for answers without
-    freshness, objects up to 2 MiB), and an admin listener for /metrics.
-    Returns (service, port, admin port)."""
+    freshness, objects up to 2 MiB) unless `cached` is false, and an admin
+    listener for /metrics. Returns (service, port, admin port)."""
     d = _dir(env, name)
     port, admin = procs.free_port(), procs.free_port()
     conf = f"""version: 1
@@ -111,8 +113,9 @@ routes:
   - id: all
     match: {{path: {{prefix: /}}}}
     upstream: up
-    cache: {{default_ttl: 1h, max_object_size: 2MiB}}
 """
+    if cached:
+        conf += "    cache: {default_ttl: 1h, max_object_size: 2MiB}\n"
     argv = [env.portico_bin, "run", "-c", _write(f"{d}/portico.yaml", conf)]
     service = procs.Service("portico cache", argv, env.server_cpus, f"{d}/stdout.log",
                             signal.SIGINT)
@@ -264,9 +267,19 @@ def throughput_table(rows):
     return "\n".join(lines)
 
 
-def memory(env, args):
-    """Distinct objects through a bounded cache; RSS and stored bytes sampled."""
-    service, port, admin = start_portico_cache(env, args.max_size, "portico_memory")
+def memory(env, args, cached, extra_env=()):
+    """Distinct objects through a bounded cache (or, as a baseline, the same
+    route uncached); RSS and stored bytes sampled. `extra_env`: KEY=VALUE
+    strings set in Portico's environment (mimalloc's options, say)."""
+    saved = dict(os.environ)
+    os.environ.update(kv.split("=", 1) for kv in extra_env)
+    try:
+        service, port, admin = start_portico_cache(
+            env, args.max_size, "portico_memory" + ("_cached" * cached) + str(len(extra_env)),
+            cached)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     total = args.factor * args.max_size      # MiB of distinct content, one MiB each
     samples, lock, stop = [], threading.Lock(), threading.Event()
     peak = {"rss": 0, "stored": 0.0, "objects": 0.0}
@@ -288,6 +301,10 @@ def memory(env, args):
                 peak["stored"] = max(peak["stored"], m.get("portico_cache_stored_bytes", 0))
                 peak["objects"] = max(peak["objects"], m.get("portico_cache_objects", 0))
                 samples.append((now, rss, m.get("portico_cache_stored_bytes")))
+                if os.environ.get("CACHE_PERF_TRACE"):
+                    print(f"trace: {now:.2f} rss {rss / 1024:.1f} MiB stored "
+                          f"{m.get('portico_cache_stored_bytes', 0) / MIB:.1f} MiB "
+                          f"done {sum(statuses.values())}", flush=True)
             stop.wait(SAMPLE_SECONDS)
 
     deadline = time.monotonic() + MEMORY_LIMIT_SECONDS
@@ -325,7 +342,7 @@ def memory(env, args):
         watcher = threading.Thread(target=sampler, daemon=True)
         watcher.start()
         t0 = time.monotonic()
-        workers = [threading.Thread(target=client, daemon=True) for _ in range(MEMORY_CONNS)]
+        workers = [threading.Thread(target=client, daemon=True) for _ in range(args.memory_conns)]
         for w in workers:
             w.start()
         for w in workers:
@@ -336,9 +353,13 @@ def memory(env, args):
         end_metrics = cache_metrics(admin)
         end_rss = procs.memory_kib(service.pids(), "VmRSS")
         hwm = procs.memory_kib(service.pids(), "VmHWM")
+        # mimalloc hands freed pages back to the kernel after a delay; this
+        # reading shows what stays once the load has stopped.
+        time.sleep(IDLE_SECONDS)
+        idle_rss = procs.memory_kib(service.pids(), "VmRSS")
         return {"total": total, "done": sum(statuses.values()), "elapsed": elapsed,
                 "start_rss": start_rss, "peak_rss": max(peak["rss"], end_rss),
-                "end_rss": end_rss, "hwm": hwm, "peak_stored": peak["stored"],
+                "end_rss": end_rss, "idle_rss": idle_rss, "hwm": hwm, "peak_stored": peak["stored"],
                 "end_stored": end_metrics.get("portico_cache_stored_bytes", 0),
                 "start_stored": start_metrics.get("portico_cache_stored_bytes", 0),
                 "peak_objects": peak["objects"],
@@ -349,30 +370,44 @@ def memory(env, args):
         service.stop()
 
 
-def memory_table(m, max_mib):
-    if "error" in m:
-        return f"**FAILED**: {m['error']}"
+def memory_table(runs, max_mib):
+    """`runs`: [(label, result)], one column each."""
     bound = max_mib * MIB
-    mib = lambda kib: f"{kib / 1024:.1f}"  # noqa: E731
-    rows = [
-        ("cache.max_size (the bound)", f"{max_mib} MiB"),
-        ("distinct content requested", f"{m['total']} MiB ({m['total']} objects of 1 MiB, "
-                                       f"{m['done']} answered in {m['elapsed']:.1f} s)"),
-        ("X-Cache-Status", ", ".join(f"{k} {v}" for k, v in sorted(m["statuses"].items()))),
-        ("stored bytes: start / peak / end",
-         f"{m['start_stored'] / MIB:.1f} / {m['peak_stored'] / MIB:.1f} / "
-         f"{m['end_stored'] / MIB:.1f} MiB (peak {m['peak_stored'] / bound:.0%} of the bound)"),
-        ("objects: peak / end", f"{m['peak_objects']:.0f} / {m['end_objects']:.0f}"),
-        ("evictions", f"{m['evictions']:.0f}"),
-        ("RSS: start / peak / end", f"{mib(m['start_rss'])} / {mib(m['peak_rss'])} / "
-                                    f"{mib(m['end_rss'])} MiB (VmHWM {mib(m['hwm'])} MiB)"),
-        ("RSS growth: peak − start, end − start",
-         f"{mib(m['peak_rss'] - m['start_rss'])} MiB, {mib(m['end_rss'] - m['start_rss'])} MiB"),
-        ("samples", f"{m['samples']} (every {SAMPLE_SECONDS * 1000:.0f} ms)"),
-    ]
-    if m["failures"]:
-        rows.append(("failures", f"{len(m['failures'])}: {'; '.join(m['failures'][:3])}"))
-    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+
+    def mib(kib):
+        return f"{kib / 1024:.1f}"
+
+    def cells(m):
+        if "error" in m:
+            return [f"**FAILED**: {m['error']}"] + [""] * 8
+        out = [
+            f"{m['total']} MiB ({m['total']} objects of 1 MiB; {m['done']} answered in "
+            f"{m['elapsed']:.1f} s)",
+            ", ".join(f"{k} {v}" for k, v in sorted(m["statuses"].items())),
+            f"{m['start_stored'] / MIB:.1f} / {m['peak_stored'] / MIB:.1f} / "
+            f"{m['end_stored'] / MIB:.1f} MiB ({m['peak_stored'] / bound:.0%} of the bound "
+            "at the peak)",
+            f"{m['peak_objects']:.0f} / {m['end_objects']:.0f}, {m['evictions']:.0f} evicted",
+            f"{mib(m['start_rss'])} / {mib(m['peak_rss'])} / {mib(m['end_rss'])} MiB",
+            f"{mib(m['idle_rss'])} MiB",
+            f"{mib(m['peak_rss'] - m['start_rss'])} / {mib(m['end_rss'] - m['start_rss'])} / "
+            f"{mib(m['idle_rss'] - m['start_rss'])} MiB",
+            f"{m['samples']}",
+            (f"{len(m['failures'])}: {'; '.join(m['failures'][:3])}" if m["failures"]
+             else "none"),
+        ]
+        return out
+
+    names = ["distinct content requested", "X-Cache-Status",
+             "stored bytes: start / peak / end", "objects: peak / end, evictions",
+             "RSS: start / peak / end", f"RSS {IDLE_SECONDS:.0f} s after the load",
+             "RSS growth over start: peak / end / idle",
+             f"samples (every {SAMPLE_SECONDS * 1000:.0f} ms)", "failures"]
+    columns = [cells(m) for _, m in runs]
+    lines = ["| | " + " | ".join(label for label, _ in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | " + " | ".join(c[i] for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -402,6 +437,11 @@ def main():
     ap.add_argument("--max-size", type=int, default=None, help="cache.max_size in MiB (64)")
     ap.add_argument("--factor", type=int, default=10,
                     help="distinct content requested, as a multiple of max-size (10)")
+    ap.add_argument("--memory-conns", type=int, default=MEMORY_CONNS,
+                    help="connections of the memory phase (8)")
+    ap.add_argument("--also-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="add a memory column: the cached run again with this in Portico's "
+                         "environment, e.g. MIMALLOC_PURGE_DELAY=0 (repeatable)")
     ap.add_argument("--parts", default="tm", help="t: throughput, m: memory (both)")
     ap.add_argument("--out", default=os.path.join(machine.ROOT, "perf", "CACHE-RESULTS.md"))
     ap.add_argument("--keep-workdir", action="store_true")
@@ -426,7 +466,9 @@ def main():
                  portico_bin=os.path.join(bins, "portico"), minimal_bin="", nofile=nofile,
                  nginx_http2_directive=nginx_supports_http2_directive())
     info = machine.describe(args, [], server_cpus, load_cpus)
-    facts = [(k, " ".join(["perf/cache.sh"] + sys.argv[1:]) if k == "command" else v)
+    shown = [a for a in sys.argv[1:] if a not in (args.target_dir, "--target-dir",
+                                                  "--build-profile", args.build_profile)]
+    facts = [(k, " ".join(["perf/cache.sh"] + shown) if k == "command" else v)
              for k, v in info["facts"]]
     facts.append(("build profile", args.build_profile))
     out = ["# Portico's response cache: hit throughput and the memory bound", ""]
@@ -451,15 +493,22 @@ def main():
                     "the upstream nginx's CPU time per request during the row (about 0 when "
                     "every request is a hit).", "", throughput_table(rows)]
         if "m" in args.parts:
-            m = memory(env, args)
-            ok = ok and "error" not in m and not m["failures"] and m["done"] == m["total"]
-            ok = ok and m.get("peak_stored", 0) <= args.max_size * MIB
+            runs = [("Portico, route uncached (baseline)", memory(env, args, False)),
+                    (f"Portico, cache.max_size {args.max_size} MiB", memory(env, args, True))]
+            if args.also_env:
+                runs.append((f"the same with {' '.join(args.also_env)}",
+                             memory(env, args, True, args.also_env)))
+            for _, m in runs:
+                ok = ok and "error" not in m and not m["failures"] and m["done"] == m["total"]
+                ok = ok and m.get("peak_stored", 0) <= args.max_size * MIB
             out += ["", "## Memory under 10x the bound of distinct content", "",
                     f"Portico with `cache.max_size: {args.max_size}MiB`, one cached route, "
                     f"sent {args.factor * args.max_size} distinct 1 MiB objects (`/1m?i=N`) "
-                    f"over {MEMORY_CONNS} keep-alive connections; Portico's VmRSS and the "
+                    f"over {args.memory_conns} keep-alive connections; Portico's VmRSS and the "
                     "admin listener's `portico_cache_*` metrics sampled every "
-                    f"{SAMPLE_SECONDS * 1000:.0f} ms.", "", memory_table(m, args.max_size)]
+                    f"{SAMPLE_SECONDS * 1000:.0f} ms. The baseline is the same load through "
+                    "a fresh Portico whose route has no cache section: what proxying 1 MiB "
+                    "bodies costs in RSS without storing any.", "", memory_table(runs, args.max_size)]
     except (procs.StartError, loadgen.LoadError, OSError) as e:
         out += ["", f"**FAILED**: {e}"]
         ok = False
