@@ -508,7 +508,8 @@ def main():
                     "admin listener's `portico_cache_*` metrics sampled every "
                     f"{SAMPLE_SECONDS * 1000:.0f} ms. The baseline is the same load through "
                     "a fresh Portico whose route has no cache section: what proxying 1 MiB "
-                    "bodies costs in RSS without storing any.", "", memory_table(runs, args.max_size)]
+                    "bodies costs in RSS without storing any.", "",
+                    memory_table(runs, args.max_size)]
     except (procs.StartError, loadgen.LoadError, OSError) as e:
         out += ["", f"**FAILED**: {e}"]
         ok = False
