@@ -445,6 +445,8 @@ def main():
     ap.add_argument("--parts", default="tm", help="t: throughput, m: memory (both)")
     ap.add_argument("--out", default=os.path.join(machine.ROOT, "perf", "CACHE-RESULTS.md"))
     ap.add_argument("--keep-workdir", action="store_true")
+    ap.add_argument("--portico-bin", default=None,
+                    help="measure another Portico binary (a copy of the build before a change)")
     args = ap.parse_args()
     args.duration = args.duration or (1 if args.smoke else 5)
     args.warmup = args.warmup or (1 if args.smoke else 2)
@@ -463,7 +465,8 @@ def main():
     bins = os.path.join(args.target_dir, args.build_profile)
     workdir = tempfile.mkdtemp(prefix="portico-cache-perf-")
     env = RunEnv(workdir=workdir, threads=args.threads, server_cpus=server_cpus,
-                 portico_bin=os.path.join(bins, "portico"), minimal_bin="", nofile=nofile,
+                 portico_bin=args.portico_bin or os.path.join(bins, "portico"), minimal_bin="",
+                 nofile=nofile,
                  nginx_http2_directive=nginx_supports_http2_directive())
     info = machine.describe(args, [], server_cpus, load_cpus)
     shown = [a for a in sys.argv[1:] if a not in (args.target_dir, "--target-dir",
@@ -471,6 +474,7 @@ def main():
     facts = [(k, " ".join(["perf/cache.sh"] + shown) if k == "command" else v)
              for k, v in info["facts"]]
     facts.append(("build profile", args.build_profile))
+    facts.append(("Portico binary", env.portico_bin))
     out = ["# Portico's response cache: hit throughput and the memory bound", ""]
     if args.smoke or args.build_profile != "release":
         out += ["> **Smoke or debug run: these numbers are not results.**", ""]
