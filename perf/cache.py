@@ -385,8 +385,8 @@ def memory_table(runs, max_mib):
             f"{m['elapsed']:.1f} s)",
             ", ".join(f"{k} {v}" for k, v in sorted(m["statuses"].items())),
             f"{m['start_stored'] / MIB:.1f} / {m['peak_stored'] / MIB:.1f} / "
-            f"{m['end_stored'] / MIB:.1f} MiB ({m['peak_stored'] / bound:.0%} of the bound "
-            "at the peak)",
+            f"{m['end_stored'] / MIB:.1f} MiB (peak {m['peak_stored']:,.0f} B, "
+            f"{m['peak_stored'] / bound:.1%} of the bound)",
             f"{m['peak_objects']:.0f} / {m['end_objects']:.0f}, {m['evictions']:.0f} evicted",
             f"{mib(m['start_rss'])} / {mib(m['peak_rss'])} / {mib(m['end_rss'])} MiB",
             f"{mib(m['idle_rss'])} MiB",
@@ -496,15 +496,22 @@ def main():
                     "vs plain: the cached row over the same server uncached. upstream CPU: "
                     "the upstream nginx's CPU time per request during the row (about 0 when "
                     "every request is a hit).", "", throughput_table(rows)]
+        if "t" in args.parts and not ok:
+            print("perf: a throughput row failed")
         if "m" in args.parts:
             runs = [("Portico, route uncached (baseline)", memory(env, args, False)),
                     (f"Portico, cache.max_size {args.max_size} MiB", memory(env, args, True))]
             if args.also_env:
                 runs.append((f"the same with {' '.join(args.also_env)}",
                              memory(env, args, True, args.also_env)))
-            for _, m in runs:
-                ok = ok and "error" not in m and not m["failures"] and m["done"] == m["total"]
-                ok = ok and m.get("peak_stored", 0) <= args.max_size * MIB
+            for label, m in runs:
+                if "error" in m or m["failures"] or m["done"] != m["total"]:
+                    print(f"perf: {label}: wrong or missing answers")
+                    ok = False
+                elif m["peak_stored"] > args.max_size * MIB:
+                    print(f"perf: {label}: stored bytes reached {m['peak_stored']:.0f}, over "
+                          f"the bound of {args.max_size * MIB}")
+                    ok = False
             out += ["", "## Memory under 10x the bound of distinct content", "",
                     f"Portico with `cache.max_size: {args.max_size}MiB`, one cached route, "
                     f"sent {args.factor * args.max_size} distinct 1 MiB objects (`/1m?i=N`) "

@@ -153,8 +153,6 @@ impl Store {
             .entry(Arc::clone(&object.primary))
             .or_default()
             .push(object.combined);
-        self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
-        self.stats.objects.fetch_add(1, Ordering::Relaxed);
         let mut kept = true;
         let evicted = if renewal {
             self.objects
@@ -163,13 +161,21 @@ impl Store {
             self.objects
                 .put(object.combined, Arc::clone(&object), weight)
         };
+        // The evicted leave the counters before the newcomer enters them, so
+        // the stored-bytes gauge never reads over the bound.
         for evicted in evicted {
             if Arc::ptr_eq(&evicted.data, &object) {
                 kept = false;
-            } else {
-                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             self.forget(&mut index, &evicted.data);
+        }
+        if kept {
+            self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            self.stats.objects.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.unindex(&mut index, &object);
         }
         kept
     }
@@ -177,6 +183,15 @@ impl Store {
     /// Takes an object that has left the map out of the index and counters,
     /// and frees its body.
     fn forget(&self, index: &mut BTreeMap<Arc<str>, Vec<HashBinary>>, object: &Object) {
+        self.unindex(index, object);
+        self.stats
+            .bytes
+            .fetch_sub(object.size() as u64, Ordering::Relaxed);
+        self.stats.objects.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Takes an object out of the index and frees its body.
+    fn unindex(&self, index: &mut BTreeMap<Arc<str>, Vec<HashBinary>>, object: &Object) {
         object.body_slot().take();
         if let Some(variants) = index.get_mut(&object.primary) {
             variants.retain(|c| *c != object.combined);
@@ -184,10 +199,6 @@ impl Store {
                 index.remove(&object.primary);
             }
         }
-        self.stats
-            .bytes
-            .fetch_sub(object.size() as u64, Ordering::Relaxed);
-        self.stats.objects.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn remove(&self, combined: &HashBinary) -> bool {
