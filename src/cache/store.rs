@@ -42,16 +42,46 @@ pub const MAX_OBJECT_BYTES: usize = u16::MAX as usize * WEIGHT_UNIT;
 struct Object {
     /// `CacheMeta::serialize`'s two parts.
     meta: (Vec<u8>, Vec<u8>),
-    body: Bytes,
+    /// `None` once the object has left the store. TinyUFO's map (flurry)
+    /// frees a removed entry only when its reclamation batch of about 120
+    /// retirements comes round, so an evicted body would otherwise outlive
+    /// its eviction by up to that many evictions: with 1 MiB objects, some
+    /// 60 MiB over `cache.max_size` (perf/CACHE-RESULTS.md). Taking the body
+    /// out on removal frees it at once; hits already reading hold their own
+    /// `Bytes`.
+    body: Mutex<Option<Bytes>>,
+    /// Body and header bytes, fixed at creation: what counts against the bound.
+    size: usize,
     /// The primary key text, for the URL index.
     primary: Arc<str>,
     combined: HashBinary,
 }
 
 impl Object {
+    fn new(meta: (Vec<u8>, Vec<u8>), body: Bytes, primary: Arc<str>, combined: HashBinary) -> Self {
+        let size = body.len() + meta.0.len() + meta.1.len();
+        Object {
+            meta,
+            body: Mutex::new(Some(body)),
+            size,
+            primary,
+            combined,
+        }
+    }
+
     /// What the object counts against the bound: body and header bytes.
     fn size(&self) -> usize {
-        self.body.len() + self.meta.0.len() + self.meta.1.len()
+        self.size
+    }
+
+    fn body_slot(&self) -> MutexGuard<'_, Option<Bytes>> {
+        // The slot is a single Option: a panic cannot leave it half-written.
+        self.body.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The body, or `None` when the object has already left the store.
+    fn body(&self) -> Option<Bytes> {
+        self.body_slot().clone()
     }
 }
 
@@ -123,8 +153,6 @@ impl Store {
             .entry(Arc::clone(&object.primary))
             .or_default()
             .push(object.combined);
-        self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
-        self.stats.objects.fetch_add(1, Ordering::Relaxed);
         let mut kept = true;
         let evicted = if renewal {
             self.objects
@@ -133,29 +161,44 @@ impl Store {
             self.objects
                 .put(object.combined, Arc::clone(&object), weight)
         };
+        // The evicted leave the counters before the newcomer enters them, so
+        // the stored-bytes gauge never reads over the bound.
         for evicted in evicted {
             if Arc::ptr_eq(&evicted.data, &object) {
                 kept = false;
-            } else {
-                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             self.forget(&mut index, &evicted.data);
+        }
+        if kept {
+            self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
+            self.stats.objects.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.unindex(&mut index, &object);
         }
         kept
     }
 
-    /// Takes an object that has left the map out of the index and counters.
+    /// Takes an object that has left the map out of the index and counters,
+    /// and frees its body.
     fn forget(&self, index: &mut BTreeMap<Arc<str>, Vec<HashBinary>>, object: &Object) {
+        self.unindex(index, object);
+        self.stats
+            .bytes
+            .fetch_sub(object.size() as u64, Ordering::Relaxed);
+        self.stats.objects.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Takes an object out of the index and frees its body.
+    fn unindex(&self, index: &mut BTreeMap<Arc<str>, Vec<HashBinary>>, object: &Object) {
+        object.body_slot().take();
         if let Some(variants) = index.get_mut(&object.primary) {
             variants.retain(|c| *c != object.combined);
             if variants.is_empty() {
                 index.remove(&object.primary);
             }
         }
-        self.stats
-            .bytes
-            .fetch_sub(object.size() as u64, Ordering::Relaxed);
-        self.stats.objects.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn remove(&self, combined: &HashBinary) -> bool {
@@ -232,11 +275,12 @@ impl Storage for Store {
         let Some(object) = self.objects.get(&combined) else {
             return Ok(None);
         };
-        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
-        let hit = Hit {
-            body: object.body.clone(),
-            done: false,
+        // Evicted between the map lookup and here: a miss.
+        let Some(body) = object.body() else {
+            return Ok(None);
         };
+        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let hit = Hit { body, done: false };
         Ok(Some((meta, Box::new(hit))))
     }
 
@@ -308,12 +352,10 @@ impl Storage for Store {
         let Some(old) = self.objects.get(&combined) else {
             return Ok(false);
         };
-        let object = Object {
-            meta: meta.serialize()?,
-            body: old.body.clone(),
-            primary: Arc::clone(&old.primary),
-            combined,
+        let Some(body) = old.body() else {
+            return Ok(false);
         };
+        let object = Object::new(meta.serialize()?, body, Arc::clone(&old.primary), combined);
         Ok(self.insert(Arc::new(object), true))
     }
 
@@ -397,12 +439,12 @@ impl HandleMiss for Miss {
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
         self.finished = true;
-        let object = Arc::new(Object {
-            meta: self.fill.meta.clone(),
-            body: self.fill.body(),
-            primary: Arc::clone(&self.primary),
-            combined: self.combined,
-        });
+        let object = Arc::new(Object::new(
+            self.fill.meta.clone(),
+            self.fill.body(),
+            Arc::clone(&self.primary),
+            self.combined,
+        ));
         let size = object.size();
         let kept = self.size <= MAX_OBJECT_BYTES.min(self.store.max_bytes)
             && self.store.insert(object, false);

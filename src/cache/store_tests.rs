@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use pingora::cache::key::CacheKey;
+use pingora::cache::key::{CacheHashKey, CacheKey};
 use pingora::cache::storage::Storage;
 use pingora::cache::trace::Span;
 use pingora::cache::CacheMeta;
@@ -142,4 +142,37 @@ async fn a_fill_is_readable_while_it_arrives_and_a_broken_one_fails_its_readers(
     drop(miss);
     assert!(reader.read_body().await.is_err());
     assert!(store.lookup(&key, &span.handle()).await.unwrap().is_none());
+}
+
+/// The map frees a removed entry later, in batches; the body must not wait
+/// for that. `held` plays the part of the map's late reference.
+#[tokio::test]
+async fn an_object_leaving_the_store_frees_its_body_at_once() {
+    let store = leak(Store::new(64 << 10));
+    let body = vec![b'x'; 20 << 10];
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let url = format!("http://a:80/{i}");
+        put(store, &url, &body).await;
+        let combined = CacheKey::new(url.as_str(), "").combined_bin();
+        held.push(store.objects.get(&combined).unwrap());
+    }
+    assert!(held.iter().all(|object| object.body().is_some()));
+
+    assert_eq!(store.purge_exact("http://a:80/0"), 1);
+    assert!(held[0].body().is_none(), "a purged object kept its body");
+    assert!(get(store, "http://a:80/0").await.is_none());
+
+    for i in 3..40 {
+        put(store, &format!("http://a:80/{i}"), &body).await;
+    }
+    assert!(store.stats().evictions.load(Ordering::Relaxed) > 0);
+    for (i, object) in held.iter().enumerate().skip(1) {
+        let stored = get(store, &format!("http://a:80/{i}")).await;
+        assert_eq!(
+            stored.is_some(),
+            object.body().is_some(),
+            "object {i}: in the store and holding a body must go together"
+        );
+    }
 }
