@@ -208,6 +208,21 @@ async fn if_none_match_on_a_cached_response_is_answered_304_by_the_gateway() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn if_modified_since_on_a_cached_response_is_answered_304_by_the_gateway() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    get(&gw, FRESH, &[]).await;
+    let same = get(&gw, FRESH, &[("if-modified-since", origin::LAST_MODIFIED)]).await;
+    assert_eq!((same.status, same.body.as_str()), (304, ""));
+    let later = [("if-modified-since", "Thu, 03 Dec 2026 10:00:00 GMT")];
+    assert_eq!(get(&gw, FRESH, &later).await.status, 304);
+    let earlier = [("if-modified-since", "Tue, 01 Dec 2026 10:00:00 GMT")];
+    let changed = get(&gw, FRESH, &earlier).await;
+    assert_eq!((changed.status, changed.cache.as_str()), (200, "HIT"));
+    assert_eq!(origin.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn head_and_ranges_are_served_from_a_cached_get() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "{}");

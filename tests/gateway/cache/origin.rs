@@ -16,9 +16,12 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+/// The `Last-Modified` of every answer.
+pub const LAST_MODIFIED: &str = "Wed, 02 Dec 2026 10:00:00 GMT";
+
 /// An origin whose answers are set by the query: `cc` (Cache-Control),
 /// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad` (bytes
-/// added to the body). Every answer has `ETag: "e1"` and honours
+/// added to the body). Every answer has `ETag: "e1"` and [`LAST_MODIFIED`], honours
 /// `If-None-Match` with 304; its body names the host, the target and the
 /// request's number. `/stream` sends a cacheable body in two chunks, the
 /// second when the test opens `gate`.
@@ -133,6 +136,7 @@ async fn answer(
         return Ok(resp.status(503).body(Full::new(Bytes::new())).unwrap());
     }
     resp = resp.header("etag", "\"e1\"");
+    resp = resp.header("last-modified", LAST_MODIFIED);
     if let Some(cc) = param("cc") {
         resp = resp.header("cache-control", cc);
     }
