@@ -229,3 +229,25 @@ async fn an_http2_client_gets_a_compressed_answer_it_can_decode() {
         assert_eq!(decode(coding, &body), text(10000), "{coding}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_stores_one_representation_and_each_client_gets_its_coding() {
+    let up = ShapedUpstream::start().await;
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - id: docs\n    upstream: shaped\n    compression: {{}}\n    cache: {{}}\n",
+        up.yaml()
+    ));
+    let path = "/doc?len=20000&cc=max-age=60";
+    for (accept, coding, status) in [("gzip", "gzip", "MISS"), ("br", "br", "HIT")] {
+        let resp = fetch(&gw, path, accept).await;
+        assert_eq!(field(&resp, "x-cache-status").as_deref(), Some(status));
+        assert_eq!(field(&resp, "content-encoding").as_deref(), Some(coding));
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(decode(coding, &body), text(20000), "{coding}");
+    }
+    let plain = fetch(&gw, path, "identity").await;
+    assert_eq!(field(&plain, "x-cache-status").as_deref(), Some("HIT"));
+    assert_eq!(field(&plain, "content-encoding"), None);
+    assert_eq!(plain.text().await.unwrap(), text(20000));
+    assert_eq!(up.hits(), 1);
+}
