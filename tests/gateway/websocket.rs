@@ -64,6 +64,24 @@ fn handshake(port: u16, fields: &[&str]) -> String {
     text
 }
 
+/// The client gets close `code` from the gateway, and the upstream gets the
+/// same code.
+async fn assert_closed_on_both_sides(
+    ws: &mut WebSocketStream<TcpStream>,
+    up: &WsUpstream,
+    code: u16,
+) {
+    let got = tokio::time::timeout(PATIENCE, close_code(ws))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(code));
+    let what = format!("the upstream to get close {code}");
+    eventually(PATIENCE, &what, || async {
+        up.state.close_codes() == vec![Some(code)]
+    })
+    .await;
+}
+
 /// Starts the closing handshake with 1000 and returns the code of the
 /// upstream's answer.
 async fn close_normally(ws: &mut WebSocketStream<TcpStream>) -> Option<u16> {
@@ -181,14 +199,7 @@ async fn an_oversized_message_is_closed_with_1009_on_both_sides() {
     let echo = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
     assert_eq!(echo.unwrap().unwrap(), Message::binary(vec![7u8; 1024]));
     ws.send(Message::binary(vec![7u8; 1025])).await.unwrap();
-    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
-        .await
-        .unwrap();
-    assert_eq!(code, Some(1009));
-    eventually(PATIENCE, "the upstream to get close 1009", || async {
-        up.state.close_codes() == vec![Some(1009)]
-    })
-    .await;
+    assert_closed_on_both_sides(&mut ws, &up, 1009).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,14 +315,7 @@ async fn an_idle_connection_is_closed_with_1001_at_its_timeout() {
     let up = WsUpstream::echo().await;
     let gw = gateway(up.addr, "{ idle_timeout: 1s, ping_interval: 0s }");
     let mut ws = connect(gw.port, "/chat").await;
-    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
-        .await
-        .unwrap();
-    assert_eq!(code, Some(1001));
-    eventually(PATIENCE, "the upstream to get close 1001", || async {
-        up.state.close_codes() == vec![Some(1001)]
-    })
-    .await;
+    assert_closed_on_both_sides(&mut ws, &up, 1001).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,14 +468,7 @@ async fn an_oversized_message_from_the_upstream_is_closed_with_1009_on_both_side
     let up = WsUpstream::greeting(Some(2048)).await;
     let gw = gateway(up.addr, "{ max_message_size: 1KiB }");
     let mut ws = connect(gw.port, "/chat").await;
-    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
-        .await
-        .unwrap();
-    assert_eq!(code, Some(1009));
-    eventually(PATIENCE, "the upstream to get close 1009", || async {
-        up.state.close_codes() == vec![Some(1009)]
-    })
-    .await;
+    assert_closed_on_both_sides(&mut ws, &up, 1009).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,14 +480,7 @@ async fn an_unmasked_client_frame_is_closed_with_1002_on_both_sides() {
         .write_all(&[0x81, 0x02, b'h', b'i'])
         .await
         .unwrap();
-    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
-        .await
-        .unwrap();
-    assert_eq!(code, Some(1002));
-    eventually(PATIENCE, "the upstream to get close 1002", || async {
-        up.state.close_codes() == vec![Some(1002)]
-    })
-    .await;
+    assert_closed_on_both_sides(&mut ws, &up, 1002).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,14 +586,7 @@ async fn a_stopping_gateway_closes_its_connections_with_1001() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let code = tokio::time::timeout(PATIENCE, close_code(&mut ws))
-        .await
-        .unwrap();
-    assert_eq!(code, Some(1001));
-    eventually(PATIENCE, "the upstream to get close 1001", || async {
-        up.state.close_codes() == vec![Some(1001)]
-    })
-    .await;
+    assert_closed_on_both_sides(&mut ws, &up, 1001).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
