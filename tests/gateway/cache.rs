@@ -524,3 +524,23 @@ async fn an_expired_entry_is_revalidated_with_its_etag_and_kept() {
     assert_eq!((renewed.status, renewed.body), (200, stored.body));
     assert_eq!(origin.hits(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_2xx_answers_are_stored_only_for_the_statuses_the_route_allows() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    // 404 is heuristically cacheable (RFC 9111 section 4.2.2), 500 is not.
+    let missing = "/gone?status=404&cc=max-age%3D60";
+    let broken = "/broken?status=500&cc=max-age%3D60";
+    for _ in 0..2 {
+        assert_eq!(get(&gw, missing, &[]).await.status, 404);
+        assert_eq!(get(&gw, broken, &[]).await.status, 500);
+    }
+    assert_eq!(get(&gw, missing, &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 3, "one 404 and both 500s reach the origin");
+    let allowing = Origin::start().await;
+    let gw = gateway(&allowing, "{ statuses: [200] }");
+    get(&gw, missing, &[]).await;
+    assert_ne!(get(&gw, missing, &[]).await.cache, "HIT");
+    assert_eq!(allowing.hits(), 2);
+}
