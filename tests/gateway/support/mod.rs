@@ -22,14 +22,39 @@ use std::time::{Duration, Instant};
 
 pub use upstream::Upstream;
 
-/// A port nobody listens on right now. The tiny window before the gateway
-/// binds it is acceptable on a test machine.
+/// A loopback port nobody listens on, never handed out twice by this process.
+///
+/// Ports come from just below the kernel's ephemeral range, so no `bind(:0)`
+/// and no outgoing connection (ours or another test's) can take one between
+/// this check and the moment the gateway or redis-server binds it. Picking
+/// with `bind(:0)` instead once gave one test the same port for its listener
+/// and its admin listener. The walk starts at a point derived from the pid so
+/// two test processes on one machine rarely probe the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.clamp(12_000, 65_535);
+    let low = high - 10_000;
+    let span = high - low;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = (low + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
 }
 
 /// A running `portico run` process with its own config, logs and ports.
