@@ -7,6 +7,7 @@
 //! call the functions here to decide what it may do on each route.
 
 mod fill;
+pub mod freshness;
 pub mod key;
 pub mod purge;
 pub mod store;
@@ -15,9 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
-use pingora::cache::filters::{
-    calculate_expires_header_time, calculate_serve_stale_durations, resp_cacheable,
-};
+use pingora::cache::filters::calculate_serve_stale_durations;
 use pingora::cache::key::HashBinary;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::predictor::Predictor;
@@ -88,8 +87,7 @@ pub fn enable(cache: &mut pingora::cache::HttpCache, max_object_bytes: u64) {
 /// the route stores, `no-store` and `private` are never stored, a response to
 /// a request with `Authorization` only when the response or the route allows
 /// it, `Set-Cookie` only when the route allows it, `Vary: *` never. Freshness
-/// comes from `s-maxage`, `max-age` or `Expires`, else from `default_ttl`,
-/// else the response is not stored.
+/// is worked out in [`freshness`]; a response with none is not stored.
 pub fn response_cacheable(
     spec: &RouteCacheSpec,
     req: &RequestHeader,
@@ -111,34 +109,81 @@ pub fn response_cacheable(
         return RespCacheable::Uncacheable(NoCacheReason::Custom("vary-star"));
     }
     let cc = CacheControl::from_resp_headers(resp);
-    let authorized =
-        req.headers.contains_key(http::header::AUTHORIZATION) && !spec.allow_authorization;
-    let swr = secs(spec.stale_while_revalidate.0);
-    let sie = secs(spec.stale_if_error.0);
-    let defaults = CacheMetaDefaults::new(|_| None, swr, sie);
-    let explicit = cc.as_ref().and_then(|c| c.fresh_duration()).is_some()
-        || calculate_expires_header_time(resp).is_some();
-    if explicit {
-        return resp_cacheable(cc.as_ref(), resp.clone(), authorized, &defaults);
+    if cc
+        .as_ref()
+        .is_some_and(|cc| cc.is_cacheable() == Cacheable::No)
+    {
+        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
-    let Some(ttl) = spec.default_ttl else {
+    let authorized = req.headers.contains_key(http::header::AUTHORIZATION)
+        && !spec.allow_authorization
+        && !cc
+            .as_ref()
+            .is_some_and(|cc| cc.allow_caching_authorized_req());
+    if authorized {
+        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+    }
+    let heuristics = freshness::Heuristics {
+        default_ttl: spec.default_ttl.map(|d| d.0),
+        last_modified_max: spec.heuristic_max_ttl.0,
+    };
+    // The status a 304 revalidated is the stored one, which was storable.
+    let judged = if status == 304 { 200 } else { status };
+    let now = SystemTime::now();
+    let Some(fresh) = freshness::Freshness::of(judged, &resp.headers, cc.as_ref(), heuristics, now)
+    else {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     };
-    if let Some(cc) = &cc {
-        if cc.is_cacheable() == Cacheable::No || (authorized && !cc.allow_caching_authorized_req())
-        {
-            return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
-        }
-    } else if authorized {
-        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
-    }
+    let defaults = CacheMetaDefaults::new(
+        |_| None,
+        secs(spec.stale_while_revalidate.0),
+        secs(spec.stale_if_error.0),
+    );
     let (swr, sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
     let mut header = resp.clone();
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
-    let now = SystemTime::now();
-    RespCacheable::Cacheable(CacheMeta::new(now + ttl.0, now, swr, sie, header))
+    let (created, fresh_until) = fresh.times(now);
+    RespCacheable::Cacheable(CacheMeta::new(fresh_until, created, swr, sie, header))
+}
+
+/// The stored response updated with a 304 that revalidated it (RFC 9111
+/// section 3.2): every field of the 304 replaces the stored one, except the
+/// framing and the fields the stored body depends on. Pingora's own merge
+/// keeps the stored `Date`, `Age` and `Last-Modified`, which would make the
+/// refreshed response look as old as the first one.
+pub fn merge_not_modified(
+    stored: &ResponseHeader,
+    not_modified: &http::HeaderMap,
+) -> ResponseHeader {
+    use http::header;
+    const KEPT: [header::HeaderName; 5] = [
+        header::CONTENT_LENGTH,
+        header::CONTENT_ENCODING,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_RANGE,
+        header::VARY,
+    ];
+    let mut merged = stored.clone();
+    // The stored Age described the first response; the 304 brings its own.
+    merged.remove_header(&header::AGE);
+    for name in not_modified.keys() {
+        if KEPT.contains(name) {
+            continue;
+        }
+        merged.remove_header(name);
+        for value in not_modified.get_all(name) {
+            // Names and values came from a parsed header; appending them
+            // again cannot fail.
+            let _ = merged.append_header(name.clone(), value.clone());
+        }
+    }
+    if !not_modified.contains_key(header::DATE) {
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        let _ = merged.insert_header(header::DATE, now);
+    }
+    merged
 }
 
 fn secs(d: Duration) -> u32 {
@@ -198,5 +243,69 @@ pub fn status(phase: CachePhase) -> &'static str {
         | CachePhase::Disabled(_)
         | CachePhase::Uninit
         | CachePhase::CacheKey => "BYPASS",
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::merge_not_modified;
+    use pingora::http::ResponseHeader;
+
+    #[test]
+    fn a_304_replaces_date_age_and_validators_but_not_framing_or_coding() {
+        let mut stored = ResponseHeader::build(200, None).unwrap();
+        for (name, value) in [
+            ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("age", "500"),
+            ("etag", "\"old\""),
+            ("content-length", "10"),
+            ("content-encoding", "gzip"),
+            ("x-kept", "yes"),
+        ] {
+            stored.append_header(name, value).unwrap();
+        }
+        let mut not_modified = http::HeaderMap::new();
+        for (name, value) in [
+            ("date", "Tue, 02 Jan 2024 00:00:00 GMT"),
+            ("etag", "\"new\""),
+            ("content-length", "0"),
+            ("content-encoding", "br"),
+            ("x-added", "1"),
+        ] {
+            not_modified.append(name, value.parse().unwrap());
+        }
+        let merged = merge_not_modified(&stored, &not_modified);
+        let get = |n: &str| {
+            merged
+                .headers
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            get("date").as_deref(),
+            Some("Tue, 02 Jan 2024 00:00:00 GMT")
+        );
+        assert_eq!(get("age"), None);
+        assert_eq!(get("etag").as_deref(), Some("\"new\""));
+        assert_eq!(get("content-length").as_deref(), Some("10"));
+        assert_eq!(get("content-encoding").as_deref(), Some("gzip"));
+        assert_eq!(get("x-kept").as_deref(), Some("yes"));
+        assert_eq!(get("x-added").as_deref(), Some("1"));
+        assert_eq!(merged.status, 200);
+    }
+
+    #[test]
+    fn a_304_without_date_gives_the_merged_response_the_current_date() {
+        let mut stored = ResponseHeader::build(200, None).unwrap();
+        stored
+            .append_header("date", "Mon, 01 Jan 2024 00:00:00 GMT")
+            .unwrap();
+        let merged = merge_not_modified(&stored, &http::HeaderMap::new());
+        let date = merged.headers["date"].to_str().unwrap();
+        let parsed = httpdate::parse_http_date(date).unwrap();
+        let behind = std::time::SystemTime::now()
+            .duration_since(parsed)
+            .unwrap_or_default();
+        assert!(behind.as_secs() < 5, "merged Date: {date}");
     }
 }

@@ -3,7 +3,7 @@
 //! methods. The rules themselves live in [`crate::cache`].
 
 use pingora::cache::key::HashBinary;
-use pingora::cache::{CacheKey, CacheMeta, RespCacheable};
+use pingora::cache::{CacheKey, CacheMeta, CachePhase, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -36,7 +36,11 @@ pub fn request(session: &mut Session, ctx: &mut RequestCtx) {
     let url = key::url(&input, &spec.key.ignore_query);
     let primary = key::primary(&input, spec);
     let max_object = spec.max_object_size.0;
-    ctx.cache = Some(super::ctx::CacheCtx { url, primary });
+    ctx.cache = Some(super::ctx::CacheCtx {
+        url,
+        primary,
+        not_modified: None,
+    });
     if rules::request_cacheable(session.req_header()) {
         rules::enable(&mut session.cache, max_object);
     }
@@ -83,9 +87,28 @@ pub fn response_cacheable(
     resp: &ResponseHeader,
     ctx: &RequestCtx,
 ) -> RespCacheable {
-    match spec(ctx) {
-        Some(spec) => rules::response_cacheable(spec, session.req_header(), resp),
-        None => RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled),
+    let Some(spec) = spec(ctx) else {
+        return RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled);
+    };
+    match ctx.cache.as_ref().and_then(|c| c.not_modified.as_deref()) {
+        Some(not_modified) => {
+            let merged = rules::merge_not_modified(resp, not_modified);
+            rules::response_cacheable(spec, session.req_header(), &merged)
+        }
+        None => rules::response_cacheable(spec, session.req_header(), resp),
+    }
+}
+
+/// Keeps the fields of an upstream 304 that revalidates a stored response,
+/// for [`response_cacheable`] to merge.
+pub fn upstream_response(session: &Session, upstream: &ResponseHeader, ctx: &mut RequestCtx) {
+    if upstream.status != http::StatusCode::NOT_MODIFIED
+        || session.cache.phase() != CachePhase::Stale
+    {
+        return;
+    }
+    if let Some(cache) = ctx.cache.as_mut() {
+        cache.not_modified = Some(Box::new(upstream.headers.clone()));
     }
 }
 

@@ -74,6 +74,9 @@ pub struct CacheCtx {
     pub url: String,
     /// The whole primary key: the URL and the parts the route adds.
     pub primary: String,
+    /// The header fields of the upstream's 304 when this request
+    /// revalidated a stored response (Pingora merges only a few of them).
+    pub not_modified: Option<Box<http::HeaderMap>>,
 }
 
 impl RequestCtx {

@@ -323,7 +323,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -356,6 +356,7 @@ impl ProxyHttp for Gateway {
         for name in named {
             upstream.remove_header(&name);
         }
+        cache::upstream_response(session, upstream, ctx);
         Ok(())
     }
 

@@ -116,7 +116,12 @@ async fn a_response_with_set_cookie_is_not_served_to_another_client() {
 async fn no_store_private_and_unfreshened_responses_are_not_stored() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "{}");
-    for path in ["/a?cc=no-store", "/b?cc=private%2C%20max-age%3D60", "/c"] {
+    // `/c` states no freshness and has no Last-Modified to reckon one from.
+    for path in [
+        "/a?cc=no-store",
+        "/b?cc=private%2C%20max-age%3D60",
+        "/c?lm=none",
+    ] {
         get(&gw, path, &[]).await;
         let again = get(&gw, path, &[]).await;
         assert_ne!(again.cache, "HIT", "{path} was served from the cache");
@@ -131,6 +136,95 @@ async fn default_ttl_stores_a_response_without_freshness_information() {
     get(&gw, "/plain", &[]).await;
     assert_eq!(get(&gw, "/plain", &[]).await.cache, "HIT");
     assert_eq!(origin.hits(), 1);
+}
+
+/// An HTTP date `offset_secs` from now, written for a query string.
+fn http_date(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let delta = Duration::from_secs(offset_secs.unsigned_abs());
+    let at = if offset_secs < 0 {
+        now - delta
+    } else {
+        now + delta
+    };
+    httpdate::fmt_http_date(at)
+        .replace(' ', "%20")
+        .replace(',', "%2C")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_with_only_last_modified_gets_heuristic_freshness_unless_turned_off() {
+    let origin = Origin::start().await;
+    let path = format!("/h?lm={}", http_date(-36_000));
+    let gw = gateway(&origin, "{}");
+    get(&gw, &path, &[]).await;
+    assert_eq!(get(&gw, &path, &[]).await.cache, "HIT");
+    // A status RFC 9110 does not call heuristically cacheable gets no
+    // heuristic, even where the route stores it.
+    let gw302 = gateway(&origin, "{statuses: [200, 302]}");
+    let moved = format!("{path}&status=302");
+    get(&gw302, &moved, &[]).await;
+    assert_ne!(get(&gw302, &moved, &[]).await.cache, "HIT");
+    let off = gateway(&origin, "{heuristic_max_ttl: 0s}");
+    get(&off, &path, &[]).await;
+    assert_ne!(get(&off, &path, &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 1 + 2 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_age_a_response_arrives_with_counts_toward_its_freshness_and_its_age_on_hits() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    let young = "/y?cc=max-age%3D3600&age=600";
+    get(&gw, young, &[]).await;
+    let hit = get(&gw, young, &[]).await;
+    assert_eq!(hit.cache, "HIT");
+    let age: u64 = hit.headers["age"].to_str().unwrap().parse().unwrap();
+    assert!((600..700).contains(&age), "Age on the hit: {age}");
+    // Older than its max-age on arrival: stored stale, so the next request
+    // goes to the origin (which answers 304, still too old).
+    let old = "/o?cc=max-age%3D60&age=120";
+    get(&gw, old, &[]).await;
+    assert_ne!(get(&gw, old, &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expires_is_measured_from_the_responses_date_not_the_gateways_clock() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    // The origin's clock runs an hour ahead: its Expires, 30 s after its
+    // Date, still leaves the response fresh for 30 s.
+    let ahead = format!("/e?date={}&expires={}", http_date(3600), http_date(3630));
+    get(&gw, &ahead, &[]).await;
+    assert_eq!(get(&gw, &ahead, &[]).await.cache, "HIT");
+    // Expires equal to Date: stale at once, though an hour in our future.
+    let at_once = format!("/s?date={}&expires={}", http_date(3600), http_date(3600));
+    get(&gw, &at_once, &[]).await;
+    assert_ne!(get(&gw, &at_once, &[]).await.cache, "HIT");
+    // An Expires that is not a date means already expired.
+    get(&gw, "/bad?expires=soon", &[]).await;
+    assert_ne!(get(&gw, "/bad?expires=soon", &[]).await.cache, "HIT");
+    assert_eq!(origin.hits(), 1 + 2 + 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revalidated_entry_takes_the_date_of_the_304_and_is_fresh_again() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    // Stored already stale (its Date is 1,000 s old); the 304 that
+    // revalidates it gives ten minutes from its own, current Date.
+    let path = format!(
+        "/v?cc=max-age%3D60&cc304=max-age%3D600&date={}",
+        http_date(-1000)
+    );
+    get(&gw, &path, &[]).await;
+    assert_eq!(get(&gw, &path, &[]).await.cache, "REVALIDATED");
+    let after = get(&gw, &path, &[]).await;
+    assert_eq!(after.cache, "HIT");
+    let age: u64 = after.headers["age"].to_str().unwrap().parse().unwrap();
+    assert!(age < 60, "Age after revalidation: {age}");
+    assert_eq!(origin.hits(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -48,10 +48,15 @@ pub struct RouteCacheSpec {
     #[serde(default)]
     pub key: CacheKeySpec,
     /// How long a response without `Cache-Control: max-age`/`s-maxage` or
-    /// `Expires` stays fresh. Absent: such responses are not stored (no
-    /// heuristic freshness).
+    /// `Expires` stays fresh, for heuristically cacheable statuses. Absent:
+    /// the `Last-Modified` heuristic below, else the response is not stored.
     #[serde(default)]
     pub default_ttl: Option<Dur>,
+    /// The cap on RFC 9111's heuristic freshness, a tenth of the time since
+    /// `Last-Modified`, used when neither the response nor `default_ttl`
+    /// gives a lifetime. `0s` turns the heuristic off. Default 1h.
+    #[serde(default = "default_heuristic_max")]
+    pub heuristic_max_ttl: Dur,
     /// How long past freshness a stored response may be served while one
     /// request refreshes it, when the upstream's `Cache-Control` does not
     /// say. Default 0s.
@@ -116,6 +121,10 @@ impl Default for IgnoreQuery {
 
 fn yes() -> bool {
     true
+}
+
+fn default_heuristic_max() -> Dur {
+    Dur(std::time::Duration::from_secs(3600))
 }
 
 fn default_max_object() -> Size {

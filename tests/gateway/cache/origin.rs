@@ -20,8 +20,10 @@ use tokio::net::TcpListener;
 pub const LAST_MODIFIED: &str = "Wed, 02 Dec 2026 10:00:00 GMT";
 
 /// An origin whose answers are set by the query: `cc` (Cache-Control),
-/// `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad` (bytes
-/// added to the body). Every answer has `ETag: "e1"` and [`LAST_MODIFIED`], honours
+/// `cc304` (Cache-Control of its 304s), `age`, `expires`, `date` (not on
+/// 304s), `lm` (a Last-Modified, or `none`), `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad`
+/// (bytes added to the body). Every answer has `ETag: "e1"` and, unless
+/// `lm=none`, [`LAST_MODIFIED`]; it honours
 /// `If-None-Match` with 304; its body names the host, the target and the
 /// request's number. `/stream` sends a cacheable body in two chunks, the
 /// second when the test opens `gate`.
@@ -135,10 +137,31 @@ async fn answer(
     if failing.load(Ordering::SeqCst) {
         return Ok(resp.status(503).body(Full::new(Bytes::new())).unwrap());
     }
+    let matched = req
+        .headers()
+        .get("if-none-match")
+        .is_some_and(|v| v == "\"e1\"");
     resp = resp.header("etag", "\"e1\"");
-    resp = resp.header("last-modified", LAST_MODIFIED);
-    if let Some(cc) = param("cc") {
+    match param("lm").as_deref() {
+        Some("none") => {}
+        Some(lm) => resp = resp.header("last-modified", lm),
+        None => resp = resp.header("last-modified", LAST_MODIFIED),
+    }
+    let cc = match param("cc304") {
+        Some(cc) if matched => Some(cc),
+        _ => param("cc"),
+    };
+    if let Some(cc) = cc {
         resp = resp.header("cache-control", cc);
+    }
+    for name in ["age", "expires"] {
+        if let Some(value) = param(name) {
+            resp = resp.header(name, value);
+        }
+    }
+    // A 304 carries the server's own Date.
+    if let Some(date) = param("date").filter(|_| !matched) {
+        resp = resp.header("date", date);
     }
     if let Some(vary) = param("vary") {
         resp = resp.header("vary", vary);
@@ -146,10 +169,6 @@ async fn answer(
     if param("cookie").is_some() {
         resp = resp.header("set-cookie", format!("s={n}"));
     }
-    let matched = req
-        .headers()
-        .get("if-none-match")
-        .is_some_and(|v| v == "\"e1\"");
     if matched {
         return Ok(resp.status(304).body(Full::new(Bytes::new())).unwrap());
     }
