@@ -122,12 +122,14 @@ fn initial_age(headers: &HeaderMap, date: SystemTime, now: SystemTime) -> Durati
     apparent.max(Duration::from_secs(age_value(headers).unwrap_or(0)))
 }
 
-/// The `Age` header as delta-seconds; invalid or repeated values are
-/// ignored (section 5.1), and values too large to count saturate.
+/// The `Age` header as delta-seconds. Of several values (a list or
+/// repeated lines) the first counts, as a recipient of a single-value field
+/// sent as a list may do; an invalid value is ignored (section 5.1), one too
+/// large to count saturates.
 fn age_value(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(AGE).iter();
-    let value = values.next()?.to_str().ok()?.trim();
-    if values.next().is_some() || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+    let line = headers.get(AGE)?.to_str().ok()?;
+    let value = line.split(',').next()?.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     Some(
@@ -234,7 +236,9 @@ mod tests {
         );
         let lagging = [cc.clone(), ("age", "5".into()), ("date", date(NOW - 40))];
         assert_eq!(fresh(200, &lagging, NO_HEURISTIC), secs(100, 40));
-        for bad in ["-1", "1.5", "", "abc"] {
+        let first = [cc.clone(), ("age", "50, 0".into()), ("age", "7".into())];
+        assert_eq!(fresh(200, &first, NO_HEURISTIC), secs(100, 50));
+        for bad in ["-1", "1.5", "", "abc", "3a"] {
             assert_eq!(
                 fresh(200, &[cc.clone(), ("age", bad.into())], NO_HEURISTIC),
                 secs(100, 0)
