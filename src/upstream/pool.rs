@@ -74,8 +74,13 @@ impl Backend {
     /// Whether the backend may take new requests: active checks pass and it is
     /// not passively ejected.
     pub fn is_available(&self) -> bool {
+        self.passes_checks() && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    /// Whether the active checks pass (true in a pool without them), ejected
+    /// or not.
+    fn passes_checks(&self) -> bool {
         self.active_up.load(Ordering::Relaxed)
-            && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
     }
 
     /// Requests currently in flight to this backend.
@@ -296,14 +301,35 @@ impl Pool {
     /// Chooses an available backend not in `tried`. `key` is the hash key for
     /// consistent hashing and ignored otherwise. `None` means no backend can
     /// take the request.
+    ///
+    /// Passive ejection never empties a pool: when every backend that passes
+    /// its active checks is ejected, they all take traffic again until one
+    /// recovers (Envoy calls this panic mode). Ejection is judged from
+    /// relayed answers, which may say more about one endpoint than about the
+    /// backend, and refusing everything would turn one failing path into an
+    /// outage of the whole route. A failed active check stays final.
     pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
-        let usable = |i: usize| !tried.contains(&i) && self.backends[i].is_available();
-        match self.balance {
-            Balance::RoundRobin => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-                self.walk_schedule(start, usable)
+        // One draw per request, shared by the panic-mode pass, so that pass
+        // balances too.
+        let start = match self.balance {
+            Balance::RoundRobin => self.cursor.fetch_add(1, Ordering::Relaxed),
+            Balance::Random => fastrand::usize(..),
+            Balance::ConsistentHash | Balance::LeastRequests => 0,
+        };
+        let available = |i: usize| !tried.contains(&i) && self.backends[i].is_available();
+        self.pick(start, key, available).or_else(|| {
+            if self.backends.iter().any(|b| b.is_available()) {
+                return None;
             }
-            Balance::Random => self.walk_schedule(fastrand::usize(..), usable),
+            self.pick(start, key, |i: usize| {
+                !tried.contains(&i) && self.backends[i].passes_checks()
+            })
+        })
+    }
+
+    fn pick(&self, start: usize, key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
+        match self.balance {
+            Balance::RoundRobin | Balance::Random => self.walk_schedule(start, usable),
             Balance::ConsistentHash => self.select_hashed(key, usable),
             Balance::LeastRequests => self.select_least(usable),
         }
@@ -331,9 +357,8 @@ impl Pool {
     /// requests in flight per unit of weight wins.
     fn select_least(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.backends.len();
-        let first = (0..n)
-            .map(|k| (fastrand::usize(..n) + k) % n)
-            .find(|i| usable(*i))?;
+        let start = fastrand::usize(..n);
+        let first = (0..n).map(|k| (start + k) % n).find(|i| usable(*i))?;
         let offset = fastrand::usize(1..n.max(2));
         let second = (0..n.saturating_sub(1))
             .map(|k| (first + offset + k) % n)
@@ -493,6 +518,46 @@ mod tests {
     }
 
     #[test]
+    fn when_every_backend_is_ejected_they_all_take_traffic_until_one_recovers() {
+        let p = pool(Balance::RoundRobin, &[1, 1]);
+        for _ in 0..3 {
+            p.report(0, Outcome::ServerError);
+            p.report(1, Outcome::ServerError);
+        }
+        assert!(!p.backends()[0].is_available() && !p.backends()[1].is_available());
+        let mut seen = [0usize; 2];
+        for _ in 0..10 {
+            seen[p.select(b"", &[]).unwrap()] += 1;
+        }
+        assert_eq!(seen, [5, 5], "panic mode still balances");
+        // A retry does not go back to the backend it just tried.
+        assert_eq!(p.select(b"", &[0]), Some(1));
+        assert_eq!(p.select(b"", &[0, 1]), None);
+        // Once one backend is back, the ejected one gets nothing.
+        p.backends()[1].ejected_until.store(0, Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(p.select(b"", &[]), Some(1));
+        }
+        // ... not even a retry: an ejected backend is no fallback for one
+        // that is available but already tried.
+        assert_eq!(p.select(b"", &[1]), None);
+    }
+
+    #[test]
+    fn a_backend_failing_its_active_checks_is_never_chosen_even_in_panic_mode() {
+        let p = pool(Balance::LeastRequests, &[1, 1]);
+        assert_eq!(p.backends()[0].record_check(false, 1, 1), Some(false));
+        for _ in 0..3 {
+            p.report(1, Outcome::ConnectFailure);
+        }
+        for _ in 0..10 {
+            assert_eq!(p.select(b"", &[]), Some(1));
+        }
+        assert_eq!(p.backends()[1].record_check(false, 1, 1), Some(false));
+        assert_eq!(p.select(b"", &[]), None);
+    }
+
+    #[test]
     fn a_success_resets_the_failure_count() {
         let p = pool(Balance::RoundRobin, &[1]);
         p.report(0, Outcome::ConnectFailure);
@@ -540,6 +605,17 @@ mod tests {
         let _busy: Vec<_> = (0..5).map(|_| p.acquire(0)).collect();
         for _ in 0..50 {
             assert_eq!(p.select(b"", &[]), Some(1));
+        }
+    }
+
+    #[test]
+    fn least_requests_finds_the_one_usable_backend_every_time() {
+        let p = pool(Balance::LeastRequests, &[1, 1, 1, 1, 1]);
+        for i in [0, 1, 2, 4] {
+            p.backends()[i].record_check(false, 1, 1);
+        }
+        for _ in 0..1_000 {
+            assert_eq!(p.select(b"", &[]), Some(3));
         }
     }
 

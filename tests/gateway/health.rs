@@ -306,8 +306,11 @@ async fn a_backend_stopped_under_load_is_ejected_without_failing_clients_and_ret
     );
 }
 
+/// Passive ejection never empties a pool: the only backend, ejected after
+/// three 500s, still takes traffic (panic mode), while its health metric says
+/// it is ejected until `ejection_time` has passed.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_backend_answering_500_is_ejected_after_its_consecutive_failures_and_comes_back() {
+async fn a_lone_backend_ejected_for_its_500s_keeps_taking_traffic_and_recovers() {
     let a = Upstream::start("a").await;
     let gw = Gateway::start(&pool_config(
         &[a.addr],
@@ -319,19 +322,48 @@ async fn a_backend_answering_500_is_ejected_after_its_consecutive_failures_and_c
         assert_eq!(resp.status(), 500, "answer {i} is the backend's own");
         assert_eq!(a.hits(), i, "request {i} reached the backend");
     }
+    assert_eq!(gw.backend_healthy("pool", a.addr), Some(false));
     let resp = http.get(gw.url("/after")).send().await.unwrap();
-    assert_eq!(resp.status(), 503);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "no_healthy_backend");
-    assert_eq!(a.hits(), 3, "the ejected backend received a request");
+    assert_eq!(
+        resp.status(),
+        200,
+        "one failing path took the whole route down"
+    );
+    assert_eq!(resp.headers()["x-upstream"], "a");
+    assert_eq!(a.hits(), 4);
+    wait_for_health(&gw, a.addr, true).await;
+}
 
+/// With another backend to go to, an ejected one gets nothing until its
+/// `ejection_time` has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ejected_backend_gets_no_traffic_while_another_is_available() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    a.set_resetting(true);
+    let gw = Gateway::start(&pool_config(
+        &[a.addr, b.addr],
+        "    retries: 0\n    passive_health: { consecutive_failures: 2, ejection_time: 3s }\n",
+    ));
+    let http = client();
+    let mut failed = 0;
+    while gw.backend_healthy("pool", a.addr) != Some(false) {
+        let resp = http.get(gw.url("/warm")).send().await;
+        if !matches!(resp, Ok(r) if r.status() == 200) {
+            failed += 1;
+        }
+        assert!(failed <= 2, "more failures than consecutive_failures");
+    }
+    assert_eq!(failed, 2);
+    let names = answered_by(&gw, 10).await;
+    assert!(names.iter().all(|n| n == "b"), "{names:?}");
+    a.set_resetting(false);
     eventually(
         Duration::from_secs(15),
-        "the backend takes traffic after ejection_time",
+        "a takes traffic again after ejection_time",
         || {
-            let http = http.clone();
-            let url = gw.url("/after");
-            async move { matches!(http.get(url).send().await, Ok(r) if r.status() == 200) }
+            let gw = &gw;
+            async move { answered_by(gw, 2).await.iter().any(|n| n == "a") }
         },
     )
     .await;

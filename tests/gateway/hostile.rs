@@ -194,18 +194,38 @@ async fn http2_cookie_fields_reach_an_http1_upstream_as_one_cookie_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_ejection_time_keeps_the_backend_ejected_instead_of_wrapping_around() {
-    let up = Upstream::start("a").await;
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
     // More milliseconds than a u64 holds: cast down, it was about 0.4 s.
-    let gw = catch_all(
-        &up,
-        "    retries: 0\n    passive_health: { consecutive_failures: 1, ejection_time: 18446744073709552s }\n",
-    );
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  pool:
+    backends: [{{ address: \"{}\" }}, {{ address: \"{}\" }}]
+    \
+         retries: 0
+    passive_health: {{ consecutive_failures: 1, ejection_time: 18446744073709552s }}
+\
+         routes:
+  - id: all
+    upstream: pool
+",
+        a.addr, b.addr
+    ));
     let resp = client().get(gw.url("/status/500")).send().await.unwrap();
     assert_eq!(resp.status(), 500);
+    let (ejected, other) = if a.hits() == 1 { (&a, &b) } else { (&b, &a) };
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let resp = client().get(gw.url("/after")).send().await.unwrap();
-    assert_eq!(resp.status(), 503, "the backend stays ejected");
-    assert_eq!(gw.backend_healthy("a", up.addr), Some(false));
+    for i in 0..6 {
+        let resp = client()
+            .get(gw.url(&format!("/after/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-upstream"], other.state.name.as_str());
+    }
+    assert_eq!(ejected.hits(), 1, "the ejected backend got traffic again");
+    assert_eq!(gw.backend_healthy("pool", ejected.addr), Some(false));
 }
 
 #[tokio::test(flavor = "multi_thread")]
