@@ -28,6 +28,16 @@ pub struct Heuristics {
     pub last_modified_max: Duration,
 }
 
+/// A response's caching directives and where they were read.
+#[derive(Debug, Clone, Copy)]
+pub struct Directives<'a> {
+    pub cc: Option<&'a CacheControl>,
+    /// Read from a targeted field such as `CDN-Cache-Control` (RFC 9213
+    /// section 2.1), which stands in for `Expires` as well as
+    /// `Cache-Control`.
+    pub targeted: bool,
+}
+
 /// A response's freshness lifetime and the age it arrived with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
@@ -42,7 +52,7 @@ impl Freshness {
     pub fn of(
         status: u16,
         headers: &HeaderMap,
-        cc: Option<&CacheControl>,
+        directives: Directives<'_>,
         heuristics: Heuristics,
         now: SystemTime,
     ) -> Option<Freshness> {
@@ -51,8 +61,8 @@ impl Freshness {
         let date = single_date(headers, &DATE)
             .and_then(Result::ok)
             .unwrap_or(now);
-        let lifetime = explicit(headers, cc, date)
-            .or_else(|| heuristic(status, headers, cc, heuristics, date))?;
+        let lifetime = explicit(headers, directives, date)
+            .or_else(|| heuristic(status, headers, directives.cc, heuristics, date))?;
         Some(Freshness {
             lifetime,
             age: initial_age(headers, date, now),
@@ -79,9 +89,13 @@ impl Freshness {
 /// `s-maxage`, then `max-age`, then `Expires` minus `Date` (section 4.2.1).
 /// `no-cache` makes the response stale from the start; an `Expires` that is
 /// unreadable or given twice means already expired (section 5.3).
-fn explicit(headers: &HeaderMap, cc: Option<&CacheControl>, date: SystemTime) -> Option<Duration> {
-    if let Some(ttl) = cc.and_then(|cc| cc.fresh_duration()) {
+/// A targeted field leaves `Expires` out.
+fn explicit(headers: &HeaderMap, directives: Directives<'_>, date: SystemTime) -> Option<Duration> {
+    if let Some(ttl) = directives.cc.and_then(|cc| cc.fresh_duration()) {
         return Some(ttl);
+    }
+    if directives.targeted {
+        return None;
     }
     match single_date(headers, &EXPIRES)? {
         Ok(expires) => Some(expires.duration_since(date).unwrap_or(Duration::ZERO)),
@@ -185,7 +199,11 @@ mod tests {
             resp.append_header(name.clone(), value.clone()).unwrap();
         }
         let cc = CacheControl::from_resp_headers(&resp);
-        Freshness::of(status, &headers, cc.as_ref(), h, at(NOW))
+        let directives = Directives {
+            cc: cc.as_ref(),
+            targeted: false,
+        };
+        Freshness::of(status, &headers, directives, h, at(NOW))
     }
 
     const NO_HEURISTIC: Heuristics = Heuristics {

@@ -108,7 +108,7 @@ pub fn response_cacheable(
     if vary_all {
         return RespCacheable::Uncacheable(NoCacheReason::Custom("vary-star"));
     }
-    let cc = CacheControl::from_resp_headers(resp);
+    let (cc, targeted) = directives(spec, resp);
     if cc
         .as_ref()
         .is_some_and(|cc| cc.is_cacheable() == Cacheable::No)
@@ -130,7 +130,11 @@ pub fn response_cacheable(
     // The status a 304 revalidated is the stored one, which was storable.
     let judged = if status == 304 { 200 } else { status };
     let now = SystemTime::now();
-    let Some(fresh) = freshness::Freshness::of(judged, &resp.headers, cc.as_ref(), heuristics, now)
+    let directives = freshness::Directives {
+        cc: cc.as_ref(),
+        targeted,
+    };
+    let Some(fresh) = freshness::Freshness::of(judged, &resp.headers, directives, heuristics, now)
     else {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     };
@@ -146,6 +150,52 @@ pub fn response_cacheable(
     }
     let (created, fresh_until) = fresh.times(now);
     RespCacheable::Cacheable(CacheMeta::new(fresh_until, created, swr, sie, header))
+}
+
+/// The response's caching directives: from the first of the route's
+/// targeted fields (RFC 9213) with a value, which then replaces
+/// `Cache-Control` and `Expires`, else from `Cache-Control`. The flag says
+/// whether a targeted field was used.
+fn directives(spec: &RouteCacheSpec, resp: &ResponseHeader) -> (Option<CacheControl>, bool) {
+    let has_value = |name: &str| {
+        resp.headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .iter()
+                .any(|b| !b.is_ascii_whitespace() && *b != b',')
+        })
+    };
+    match spec.targeted_fields.iter().find(|name| has_value(name)) {
+        Some(name) => (CacheControl::from_resp_headers_named(name, resp), true),
+        None => (CacheControl::from_resp_headers(resp), false),
+    }
+}
+
+/// The fields of `resp` that its stored copy leaves out, those its
+/// `private="..."` and `no-cache="..."` name. RFC 9111 (sections 5.2.2.4
+/// and 5.2.2.7) keeps them from reuse only: the response that fills the
+/// cache still carries them to its own client.
+pub fn withheld_fields(
+    spec: &RouteCacheSpec,
+    resp: &ResponseHeader,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let (Some(cc), _) = directives(spec, resp) else {
+        return Vec::new();
+    };
+    let private = cc.private_field_names().into_iter().flatten();
+    let no_cache = cc.no_cache_field_names().into_iter().flatten();
+    let mut withheld: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
+    for name in private.chain(no_cache) {
+        let Ok(name) = http::HeaderName::from_bytes(name) else {
+            continue;
+        };
+        if withheld.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        for value in resp.headers.get_all(&name) {
+            withheld.push((name.clone(), value.clone()));
+        }
+    }
+    withheld
 }
 
 /// The stored response updated with a 304 that revalidated it (RFC 9111

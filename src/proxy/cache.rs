@@ -40,6 +40,7 @@ pub fn request(session: &mut Session, ctx: &mut RequestCtx) {
         url,
         primary,
         not_modified: None,
+        withheld: Vec::new(),
     });
     if rules::request_cacheable(session.req_header()) {
         rules::enable(&mut session.cache, max_object);
@@ -100,15 +101,27 @@ pub fn response_cacheable(
 }
 
 /// Keeps the fields of an upstream 304 that revalidates a stored response,
-/// for [`response_cacheable`] to merge.
+/// for [`response_cacheable`] to merge, and the fields a stored copy of a
+/// fresh answer will leave out, for [`response`] to give back.
 pub fn upstream_response(session: &Session, upstream: &ResponseHeader, ctx: &mut RequestCtx) {
-    if upstream.status != http::StatusCode::NOT_MODIFIED
-        || session.cache.phase() != CachePhase::Stale
-    {
+    let phase = session.cache.phase();
+    if !matches!(phase, CachePhase::Miss | CachePhase::Stale) {
         return;
     }
+    if upstream.status == http::StatusCode::NOT_MODIFIED {
+        if phase == CachePhase::Stale {
+            if let Some(cache) = ctx.cache.as_mut() {
+                cache.not_modified = Some(Box::new(upstream.headers.clone()));
+            }
+        }
+        return;
+    }
+    let withheld = match spec(ctx) {
+        Some(spec) => rules::withheld_fields(spec, upstream),
+        None => return,
+    };
     if let Some(cache) = ctx.cache.as_mut() {
-        cache.not_modified = Some(Box::new(upstream.headers.clone()));
+        cache.withheld = withheld;
     }
 }
 
@@ -158,9 +171,21 @@ pub fn response(session: &Session, response: &mut ResponseHeader, ctx: &RequestC
     };
     let method = &session.req_header().method;
     if rules::request_cacheable(session.req_header()) {
-        let status = rules::status(session.cache.phase());
+        let phase = session.cache.phase();
+        let status = rules::status(phase);
         metrics().cache_lookups.with_label_values(&[status]).inc();
         response.insert_header("x-cache-status", status)?;
+        // This client's answer came from the upstream, through the store.
+        // Fields it already carries were not taken out (the answer did not
+        // go through the store).
+        if matches!(phase, CachePhase::Miss | CachePhase::Expired) {
+            let absent: Vec<_> = (cache.withheld.iter())
+                .filter(|(name, _)| !response.headers.contains_key(name))
+                .collect();
+            for (name, value) in absent {
+                response.append_header(name.clone(), value.clone())?;
+            }
+        }
     } else if !method.is_safe() && response.status.as_u16() < 400 {
         purge::purge_url(&cache.url);
     }

@@ -77,6 +77,9 @@ pub struct CacheCtx {
     /// The header fields of the upstream's 304 when this request
     /// revalidated a stored response (Pingora merges only a few of them).
     pub not_modified: Option<Box<http::HeaderMap>>,
+    /// Fields of the upstream's answer its stored copy leaves out
+    /// (`no-cache="..."`, `private="..."`), given back to this client.
+    pub withheld: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {

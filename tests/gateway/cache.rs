@@ -130,6 +130,67 @@ async fn no_store_private_and_unfreshened_responses_are_not_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cdn_cache_control_replaces_cache_control_and_expires_for_the_gateway() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    // Browsers are told no-store; the gateway keeps it for a minute.
+    let path = "/a?cc=no-store&cdn=max-age%3D60";
+    let first = get(&gw, path, &[]).await;
+    assert_eq!(first.cache, "MISS");
+    let second = get(&gw, path, &[]).await;
+    assert_eq!(second.cache, "HIT");
+    assert_eq!(second.headers["cache-control"], "no-store");
+    assert_eq!(second.headers["cdn-cache-control"], "max-age=60");
+    assert_eq!(origin.hits(), 1);
+    // And the other way round: browsers may keep it, the gateway may not.
+    let expires = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+    for path in [
+        "/b?cc=max-age%3D60&cdn=no-store".to_string(),
+        "/c?cc=max-age%3D60&cdn=private".to_string(),
+        // Expires does not count beside CDN-Cache-Control either.
+        format!(
+            "/d?lm=none&cdn=public&expires={}",
+            expires.replace(' ', "%20")
+        ),
+    ] {
+        get(&gw, &path, &[]).await;
+        let again = get(&gw, &path, &[]).await;
+        assert_ne!(again.cache, "HIT", "{path} was served from the cache");
+    }
+    assert_eq!(origin.hits(), 7);
+    // A route that lists no targeted field reads Cache-Control alone.
+    let plain = gateway(&origin, "{targeted_fields: []}");
+    get(&plain, "/e?cc=no-store&cdn=max-age%3D60", &[]).await;
+    let again = get(&plain, "/e?cc=no-store&cdn=max-age%3D60", &[]).await;
+    assert_ne!(again.cache, "HIT");
+    assert_eq!(origin.hits(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fields_named_by_no_cache_or_private_reach_the_filling_client_but_no_later_one() {
+    let origin = Origin::start().await;
+    let gw = gateway(&origin, "{}");
+    for directive in ["no-cache", "private"] {
+        let path =
+            format!("/{directive}?cc=max-age%3D60%2C%20{directive}%3D%22x-secret%22&secret=s1");
+        let first = get(&gw, &path, &[]).await;
+        assert_eq!(first.cache, "MISS");
+        assert_eq!(
+            first.headers["x-secret"], "s1",
+            "{directive}: the filling answer"
+        );
+        let second = get(&gw, &path, &[]).await;
+        assert_eq!(second.cache, "HIT");
+        assert!(
+            !second.headers.contains_key("x-secret"),
+            "{directive}: the stored field was reused"
+        );
+        assert_eq!(second.headers["etag"], "\"e1\"");
+    }
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn default_ttl_stores_a_response_without_freshness_information() {
     let origin = Origin::start().await;
     let gw = gateway(&origin, "{default_ttl: 60s}");

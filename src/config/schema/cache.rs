@@ -57,6 +57,13 @@ pub struct RouteCacheSpec {
     /// gives a lifetime. `0s` turns the heuristic off. Default 1h.
     #[serde(default = "default_heuristic_max")]
     pub heuristic_max_ttl: Dur,
+    /// Response fields that, when present, replace `Cache-Control` and
+    /// `Expires` for this cache (RFC 9213's target list, first present
+    /// wins), so an origin can tell its gateway and CDNs apart from
+    /// browsers. Lowercased at load. Default `[cdn-cache-control]`; `[]`
+    /// reads `Cache-Control` only.
+    #[serde(default = "default_targeted_fields")]
+    pub targeted_fields: Vec<String>,
     /// How long past freshness a stored response may be served while one
     /// request refreshes it, when the upstream's `Cache-Control` does not
     /// say. Default 0s.
@@ -125,6 +132,10 @@ fn yes() -> bool {
 
 fn default_heuristic_max() -> Dur {
     Dur(std::time::Duration::from_secs(3600))
+}
+
+fn default_targeted_fields() -> Vec<String> {
+    vec!["cdn-cache-control".to_string()]
 }
 
 fn default_max_object() -> Size {

@@ -58,6 +58,22 @@ fn check_route(path: &str, cache: &mut RouteCacheSpec, errors: &mut Vec<ConfigEr
             ));
         }
     }
+    for (i, name) in cache.targeted_fields.iter_mut().enumerate() {
+        *name = name.trim().to_ascii_lowercase();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(invalid_header_name(
+                format!("{path}.targeted_fields[{i}]"),
+                name,
+            ));
+        } else if name == "cache-control" {
+            errors.push(ConfigError::new(
+                format!("{path}.targeted_fields[{i}]"),
+                "Cache-Control is what a targeted field replaces",
+                "list fields meant for this cache only, like CDN-Cache-Control, or \
+                 write [] to read Cache-Control alone",
+            ));
+        }
+    }
     for (i, name) in cache.key.cookies.iter().enumerate() {
         let bad = name.is_empty() || name.bytes().any(|b| b <= b' ' || b"=;,\"".contains(&b));
         if bad {

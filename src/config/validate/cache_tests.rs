@@ -19,7 +19,15 @@ fn an_empty_section_caches_with_the_documented_defaults() {
     assert!(!cache.allow_authorization && !cache.allow_set_cookie);
     assert!(cache.statuses.contains(&200) && !cache.statuses.contains(&206));
     assert_eq!(cache.key.ignore_query, IgnoreQuery::All(false));
+    assert_eq!(cache.targeted_fields, ["cdn-cache-control"]);
     assert_eq!(config.cache.max_size.0, 256 * 1024 * 1024);
+    let named = load_str_with_env(
+        &route("{targeted_fields: [Portico-Cache-Control]}"),
+        &|_| None,
+    )
+    .unwrap();
+    let cache = named.routes[0].cache.as_ref().unwrap();
+    assert_eq!(cache.targeted_fields, ["portico-cache-control"]);
 }
 
 #[test]
@@ -53,6 +61,16 @@ fn bad_route_values_are_refused_with_their_key() {
         &route("{key: {headers: ['a b']}}"),
         "routes[0].cache.key.headers[0]",
         "header",
+    );
+    only_error(
+        &route("{targeted_fields: ['a b']}"),
+        "routes[0].cache.targeted_fields[0]",
+        "header",
+    );
+    only_error(
+        &route("{targeted_fields: [CDN-Cache-Control, Cache-Control]}"),
+        "routes[0].cache.targeted_fields[1]",
+        "replaces",
     );
     only_error(
         &route("{key: {cookies: ['a=b']}}"),

@@ -20,9 +20,10 @@ use tokio::net::TcpListener;
 pub const LAST_MODIFIED: &str = "Wed, 02 Dec 2026 10:00:00 GMT";
 
 /// An origin whose answers are set by the query: `cc` (Cache-Control),
-/// `cc304` (Cache-Control of its 304s), `age`, `expires`, `date` (not on
-/// 304s), `lm` (a Last-Modified, or `none`), `vary`, `cookie=1` (a Set-Cookie), `status`, `ms` (a delay), `pad`
-/// (bytes added to the body). Every answer has `ETag: "e1"` and, unless
+/// `cc304` (Cache-Control of its 304s), `cdn` (CDN-Cache-Control), `age`,
+/// `expires`, `date` (not on 304s), `lm` (a Last-Modified, or `none`),
+/// `vary`, `cookie=1` (a Set-Cookie), `secret` (an `X-Secret` field),
+/// `status`, `ms` (a delay), `pad` (bytes added to the body). Every answer has `ETag: "e1"` and, unless
 /// `lm=none`, [`LAST_MODIFIED`]; it honours
 /// `If-None-Match` with 304; its body names the host, the target and the
 /// request's number. `/stream` sends a cacheable body in two chunks, the
@@ -154,9 +155,14 @@ async fn answer(
     if let Some(cc) = cc {
         resp = resp.header("cache-control", cc);
     }
-    for name in ["age", "expires"] {
-        if let Some(value) = param(name) {
-            resp = resp.header(name, value);
+    for (param_name, field) in [
+        ("age", "age"),
+        ("expires", "expires"),
+        ("cdn", "cdn-cache-control"),
+        ("secret", "x-secret"),
+    ] {
+        if let Some(value) = param(param_name) {
+            resp = resp.header(field, value);
         }
     }
     // A 304 carries the server's own Date.
