@@ -157,17 +157,41 @@ pub fn response_cacheable(
 /// `Cache-Control` and `Expires`, else from `Cache-Control`. The flag says
 /// whether a targeted field was used.
 fn directives(spec: &RouteCacheSpec, resp: &ResponseHeader) -> (Option<CacheControl>, bool) {
-    let has_value = |name: &str| {
-        resp.headers.get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .iter()
-                .any(|b| !b.is_ascii_whitespace() && *b != b',')
-        })
-    };
-    match spec.targeted_fields.iter().find(|name| has_value(name)) {
+    let valid = |name: &&String| targeted_field_valid(&resp.headers, name);
+    match spec.targeted_fields.iter().find(valid) {
         Some(name) => (CacheControl::from_resp_headers_named(name, resp), true),
         None => (CacheControl::from_resp_headers(resp), false),
     }
+}
+
+/// Whether a targeted field is present with a value a cache may use
+/// (RFC 9213 section 2.2): a non-empty Structured Fields dictionary
+/// (RFC 9651) whose lifetimes are non-negative integers. Anything else is
+/// ignored, as if the field were absent.
+fn targeted_field_valid(headers: &http::HeaderMap, name: &str) -> bool {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return false;
+    }
+    // Lines of one field join with commas (RFC 9110 section 5.3).
+    let mut joined = Vec::new();
+    for line in lines {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(line.as_bytes());
+    }
+    let Ok(dict) = sfv::Parser::new(&joined).parse::<sfv::Dictionary>() else {
+        return false;
+    };
+    !dict.is_empty()
+        && dict.iter().all(|(key, entry)| match key.as_str() {
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => {
+                matches!(entry, sfv::ListEntry::Item(item)
+                    if item.bare_item.as_integer().is_some_and(|n| i64::from(n) >= 0))
+            }
+            _ => true,
+        })
 }
 
 /// The fields of `resp` that its stored copy leaves out, those its
@@ -357,5 +381,31 @@ mod merge_tests {
             .duration_since(parsed)
             .unwrap_or_default();
         assert!(behind.as_secs() < 5, "merged Date: {date}");
+    }
+}
+
+#[cfg(test)]
+mod targeted_tests {
+    use super::targeted_field_valid;
+
+    fn valid(lines: &[&str]) -> bool {
+        let mut headers = http::HeaderMap::new();
+        for line in lines {
+            headers.append("cdn-cache-control", line.parse().unwrap());
+        }
+        targeted_field_valid(&headers, "cdn-cache-control")
+    }
+
+    #[test]
+    fn a_targeted_field_counts_only_as_a_valid_non_empty_dictionary() {
+        assert!(valid(&["max-age=60"]));
+        assert!(valid(&["no-store"]));
+        assert!(valid(&["max-age=60", "stale-if-error=30, private"]));
+        assert!(!valid(&[]));
+        assert!(!valid(&[""]));
+        assert!(!valid(&["max-age=10000, &&&&&"]));
+        assert!(!valid(&["max-age=\"10000\""]));
+        assert!(!valid(&["s-maxage=-1"]));
+        assert!(!valid(&["max-age=1.5"]));
     }
 }

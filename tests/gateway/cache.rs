@@ -152,18 +152,20 @@ async fn cdn_cache_control_replaces_cache_control_and_expires_for_the_gateway() 
             "/d?lm=none&cdn=public&expires={}",
             expires.replace(' ', "%20")
         ),
+        // A field that is no valid dictionary is ignored: no-store holds.
+        "/f?cc=no-store&cdn=max-age%3D%2260%22".to_string(),
     ] {
         get(&gw, &path, &[]).await;
         let again = get(&gw, &path, &[]).await;
         assert_ne!(again.cache, "HIT", "{path} was served from the cache");
     }
-    assert_eq!(origin.hits(), 7);
+    assert_eq!(origin.hits(), 9);
     // A route that lists no targeted field reads Cache-Control alone.
     let plain = gateway(&origin, "{targeted_fields: []}");
     get(&plain, "/e?cc=no-store&cdn=max-age%3D60", &[]).await;
     let again = get(&plain, "/e?cc=no-store&cdn=max-age%3D60", &[]).await;
     assert_ne!(again.cache, "HIT");
-    assert_eq!(origin.hits(), 9);
+    assert_eq!(origin.hits(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread")]
