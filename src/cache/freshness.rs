@@ -73,14 +73,21 @@ impl Freshness {
     /// is moved back by the age the response arrived with, so the `Age`
     /// Pingora sends on hits counts it too.
     pub fn times(&self, now: SystemTime) -> (SystemTime, SystemTime) {
-        let created = now.checked_sub(self.age).unwrap_or(SystemTime::UNIX_EPOCH);
+        // Not before 1970: Pingora cannot store an earlier time.
+        let created = (now.checked_sub(self.age))
+            .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // Past any date a client will see, when the sum overflows.
+        let expiry = (created.checked_add(self.lifetime))
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let fresh_until = if self.lifetime > self.age {
-            created.checked_add(self.lifetime).unwrap_or(now)
+            expiry
         } else {
-            // Already stale: one second back, because Pingora counts a
-            // response fresh up to and including its `fresh_until`.
-            now.checked_sub(Duration::from_secs(1))
-                .unwrap_or(SystemTime::UNIX_EPOCH)
+            // Already stale: no later than one second back, because Pingora
+            // counts a response fresh up to and including its `fresh_until`
+            // and measures the stale-serving windows from it.
+            let second_ago = now.checked_sub(Duration::from_secs(1));
+            expiry.min(second_ago.unwrap_or(SystemTime::UNIX_EPOCH))
         };
         (created, fresh_until)
     }
@@ -91,8 +98,15 @@ impl Freshness {
 /// unreadable or given twice means already expired (section 5.3).
 /// A targeted field leaves `Expires` out.
 fn explicit(headers: &HeaderMap, directives: Directives<'_>, date: SystemTime) -> Option<Duration> {
-    if let Some(ttl) = directives.cc.and_then(|cc| cc.fresh_duration()) {
-        return Some(ttl);
+    if let Some(cc) = directives.cc {
+        if let Some(ttl) = cc.fresh_duration() {
+            return Some(ttl);
+        }
+        // A lifetime that does not parse (`max-age=-1`, `max-age=1.5`) is
+        // stale from the start (section 4.2.1), never left to a heuristic.
+        if cc.has_key("max-age") || cc.has_key("s-maxage") {
+            return Some(Duration::ZERO);
+        }
     }
     if directives.targeted {
         return None;
@@ -302,5 +316,31 @@ mod tests {
         assert!(until < at(NOW));
         let aged = secs(100, 30).unwrap();
         assert_eq!(aged.times(at(NOW)), (at(NOW - 30), at(NOW + 70)));
+    }
+
+    #[test]
+    fn a_response_arriving_stale_has_its_stale_windows_already_running() {
+        // A minute of freshness, but it arrived a day old: it went stale
+        // 86,340 s ago, which is where stale-if-error is measured from.
+        let old = secs(60, 86_400).unwrap();
+        assert_eq!(old.times(at(NOW)), (at(NOW - 86_400), at(NOW - 86_340)));
+    }
+
+    #[test]
+    fn ages_and_lifetimes_too_large_for_the_clock_saturate() {
+        let (created, until) = secs(60, 4_000_000_000).unwrap().times(at(NOW));
+        assert_eq!(created, SystemTime::UNIX_EPOCH);
+        assert!(until < at(NOW));
+        let (_, until) = secs(u64::MAX, 0).unwrap().times(at(NOW));
+        assert!(until > at(NOW + 50 * 365 * 86_400));
+    }
+
+    #[test]
+    fn an_unreadable_lifetime_is_stale_at_once_not_left_to_the_heuristic() {
+        let lm = ("last-modified", date(NOW - 86_400));
+        for cc in ["max-age=-1", "max-age=1.5", "s-maxage=abc, max-age=600"] {
+            let fields = [("cache-control", cc.to_string()), lm.clone()];
+            assert_eq!(fresh(200, &fields, HOUR_CAP), secs(0, 0), "{cc}");
+        }
     }
 }

@@ -148,31 +148,39 @@ pub fn response_cacheable(
     if let Some(cc) = &cc {
         cc.strip_private_headers(&mut header);
     }
+    // Fields Cache-Control keeps private stay so beside a targeted field.
+    if let Some(plain) = targeted
+        .then(|| CacheControl::from_resp_headers(resp))
+        .flatten()
+    {
+        plain.strip_private_headers(&mut header);
+    }
     let (created, fresh_until) = fresh.times(now);
     RespCacheable::Cacheable(CacheMeta::new(fresh_until, created, swr, sie, header))
 }
 
 /// The response's caching directives: from the first of the route's
-/// targeted fields (RFC 9213) with a value, which then replaces
+/// targeted fields (RFC 9213) with a valid value, which then replaces
 /// `Cache-Control` and `Expires`, else from `Cache-Control`. The flag says
 /// whether a targeted field was used.
 fn directives(spec: &RouteCacheSpec, resp: &ResponseHeader) -> (Option<CacheControl>, bool) {
-    let valid = |name: &&String| targeted_field_valid(&resp.headers, name);
-    match spec.targeted_fields.iter().find(valid) {
-        Some(name) => (CacheControl::from_resp_headers_named(name, resp), true),
+    let targeted =
+        (spec.targeted_fields.iter()).find_map(|name| targeted_field(&resp.headers, name));
+    match targeted {
+        Some(cc) => (Some(cc), true),
         None => (CacheControl::from_resp_headers(resp), false),
     }
 }
 
-/// Whether a targeted field is present with a value a cache may use
+/// A targeted field's directives when it holds a value a cache may use
 /// (RFC 9213 section 2.2): a non-empty Structured Fields dictionary
-/// (RFC 9651) whose lifetimes are non-negative integers. Anything else is
-/// ignored, as if the field were absent.
-fn targeted_field_valid(headers: &http::HeaderMap, name: &str) -> bool {
+/// (RFC 9651) whose lifetimes are non-negative integers; `None` otherwise,
+/// as if the field were absent. Parameters are dropped (RFC 9213 says to
+/// ignore them) and false booleans left out before the directives are
+/// read, so `max-age=60;s-maxage=9` is a minute.
+fn targeted_field(headers: &http::HeaderMap, name: &str) -> Option<CacheControl> {
     let mut lines = headers.get_all(name).iter().peekable();
-    if lines.peek().is_none() {
-        return false;
-    }
+    lines.peek()?;
     // Lines of one field join with commas (RFC 9110 section 5.3).
     let mut joined = Vec::new();
     for line in lines {
@@ -181,17 +189,52 @@ fn targeted_field_valid(headers: &http::HeaderMap, name: &str) -> bool {
         }
         joined.extend_from_slice(line.as_bytes());
     }
-    let Ok(dict) = sfv::Parser::new(&joined).parse::<sfv::Dictionary>() else {
-        return false;
-    };
-    !dict.is_empty()
-        && dict.iter().all(|(key, entry)| match key.as_str() {
-            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => {
-                matches!(entry, sfv::ListEntry::Item(item)
-                    if item.bare_item.as_integer().is_some_and(|n| i64::from(n) >= 0))
+    let dict = sfv::Parser::new(&joined).parse::<sfv::Dictionary>().ok()?;
+    let mut text = String::new();
+    for (key, entry) in &dict {
+        let lifetime = matches!(
+            key.as_str(),
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+        );
+        let value = match entry {
+            sfv::ListEntry::Item(item) => match &item.bare_item {
+                sfv::BareItem::Integer(n) if i64::from(*n) >= 0 => Some(i64::from(*n).to_string()),
+                _ if lifetime => return None,
+                sfv::BareItem::Boolean(false) => continue,
+                sfv::BareItem::Boolean(true) => None,
+                sfv::BareItem::Token(t) => Some(t.as_str().to_string()),
+                sfv::BareItem::String(v) => Some(format!("\"{}\"", v.as_str())),
+                // Other types mean nothing to a cache directive.
+                _ => continue,
+            },
+            // A list of field names, for `private` and `no-cache`.
+            sfv::ListEntry::InnerList(list) if !lifetime => {
+                let names: Vec<&str> = (list.items.iter())
+                    .filter_map(|i| i.bare_item.as_string().map(|s| s.as_str()))
+                    .collect();
+                Some(format!("\"{}\"", names.join(", ")))
             }
-            _ => true,
-        })
+            sfv::ListEntry::InnerList(_) => return None,
+        };
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        text.push_str(key.as_str());
+        if let Some(value) = value {
+            text.push('=');
+            text.push_str(&value);
+        }
+    }
+    if dict.is_empty() {
+        return None;
+    }
+    let mut normalised = http::HeaderMap::new();
+    // Built from parsed tokens, integers and strings: always a valid value.
+    normalised.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_str(&text).ok()?,
+    );
+    CacheControl::from_headers_named("cache-control", &normalised)
 }
 
 /// The fields of `resp` that its stored copy leaves out, those its
@@ -202,13 +245,17 @@ pub fn withheld_fields(
     spec: &RouteCacheSpec,
     resp: &ResponseHeader,
 ) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    let (Some(cc), _) = directives(spec, resp) else {
-        return Vec::new();
-    };
-    let private = cc.private_field_names().into_iter().flatten();
-    let no_cache = cc.no_cache_field_names().into_iter().flatten();
+    let (cc, targeted) = directives(spec, resp);
+    let plain = targeted
+        .then(|| CacheControl::from_resp_headers(resp))
+        .flatten();
+    let mut names = Vec::new();
+    for cc in cc.iter().chain(plain.iter()) {
+        names.extend(cc.private_field_names().into_iter().flatten());
+        names.extend(cc.no_cache_field_names().into_iter().flatten());
+    }
     let mut withheld: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
-    for name in private.chain(no_cache) {
+    for name in names {
         let Ok(name) = http::HeaderName::from_bytes(name) else {
             continue;
         };
@@ -232,12 +279,15 @@ pub fn merge_not_modified(
     not_modified: &http::HeaderMap,
 ) -> ResponseHeader {
     use http::header;
-    const KEPT: [header::HeaderName; 5] = [
+    // A 304's Set-Cookie answers one client's revalidation: it is neither
+    // stored nor served to others.
+    const KEPT: [header::HeaderName; 6] = [
         header::CONTENT_LENGTH,
         header::CONTENT_ENCODING,
         header::TRANSFER_ENCODING,
         header::CONTENT_RANGE,
         header::VARY,
+        header::SET_COOKIE,
     ];
     let mut merged = stored.clone();
     // The stored Age described the first response; the 304 brings its own.
@@ -345,6 +395,7 @@ mod merge_tests {
             ("content-length", "0"),
             ("content-encoding", "br"),
             ("x-added", "1"),
+            ("set-cookie", "session=one-clients"),
         ] {
             not_modified.append(name, value.parse().unwrap());
         }
@@ -365,6 +416,7 @@ mod merge_tests {
         assert_eq!(get("content-encoding").as_deref(), Some("gzip"));
         assert_eq!(get("x-kept").as_deref(), Some("yes"));
         assert_eq!(get("x-added").as_deref(), Some("1"));
+        assert_eq!(get("set-cookie"), None, "one client's cookie was stored");
         assert_eq!(merged.status, 200);
     }
 
@@ -386,26 +438,49 @@ mod merge_tests {
 
 #[cfg(test)]
 mod targeted_tests {
-    use super::targeted_field_valid;
+    use super::targeted_field;
+    use pingora::cache::cache_control::InterpretCacheControl;
 
-    fn valid(lines: &[&str]) -> bool {
+    fn parsed(lines: &[&str]) -> Option<pingora::cache::cache_control::CacheControl> {
         let mut headers = http::HeaderMap::new();
         for line in lines {
             headers.append("cdn-cache-control", line.parse().unwrap());
         }
-        targeted_field_valid(&headers, "cdn-cache-control")
+        targeted_field(&headers, "cdn-cache-control")
+    }
+
+    fn lifetime(lines: &[&str]) -> Option<u64> {
+        parsed(lines)?.fresh_duration().map(|d| d.as_secs())
     }
 
     #[test]
     fn a_targeted_field_counts_only_as_a_valid_non_empty_dictionary() {
-        assert!(valid(&["max-age=60"]));
-        assert!(valid(&["no-store"]));
-        assert!(valid(&["max-age=60", "stale-if-error=30, private"]));
-        assert!(!valid(&[]));
-        assert!(!valid(&[""]));
-        assert!(!valid(&["max-age=10000, &&&&&"]));
-        assert!(!valid(&["max-age=\"10000\""]));
-        assert!(!valid(&["s-maxage=-1"]));
-        assert!(!valid(&["max-age=1.5"]));
+        assert_eq!(lifetime(&["max-age=60"]), Some(60));
+        assert!(parsed(&["no-store"]).unwrap().no_store());
+        assert_eq!(
+            lifetime(&["max-age=60", "stale-if-error=30, private"]),
+            Some(60)
+        );
+        for bad in [
+            &[][..],
+            &[""],
+            &["max-age=10000, &&&&&"],
+            &["max-age=\"10000\""],
+            &["s-maxage=-1"],
+            &["max-age=1.5"],
+            &["MaX-aGe=60"],
+        ] {
+            assert!(parsed(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parameters_and_false_booleans_say_nothing() {
+        assert_eq!(lifetime(&["max-age=60;s-maxage=31536000"]), Some(60));
+        assert_eq!(lifetime(&["max-age=60, x;max-age=99999"]), Some(60));
+        let cc = parsed(&["max-age=60, no-store=?0, private=(\"x-a\" \"x-b\")"]).unwrap();
+        assert!(!cc.no_store() && !cc.private());
+        let names: Vec<&[u8]> = cc.private_field_names().unwrap().collect();
+        assert_eq!(names, [&b"x-a"[..], b"x-b"]);
     }
 }

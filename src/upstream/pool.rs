@@ -357,6 +357,9 @@ impl Pool {
     /// requests in flight per unit of weight wins.
     fn select_least(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.backends.len();
+        if n == 0 {
+            return None;
+        }
         let start = fastrand::usize(..n);
         let first = (0..n).map(|k| (start + k) % n).find(|i| usable(*i))?;
         let offset = fastrand::usize(1..n.max(2));

@@ -189,7 +189,15 @@ async fn fields_named_by_no_cache_or_private_reach_the_filling_client_but_no_lat
         );
         assert_eq!(second.headers["etag"], "\"e1\"");
     }
-    assert_eq!(origin.hits(), 2);
+    // Beside CDN-Cache-Control, the fields Cache-Control names stay private.
+    let path = "/cdn?cc=private%3D%22x-secret%22&cdn=max-age%3D60&secret=s2";
+    let first = get(&gw, path, &[]).await;
+    assert_eq!(first.cache, "MISS");
+    assert_eq!(first.headers["x-secret"], "s2");
+    let second = get(&gw, path, &[]).await;
+    assert_eq!(second.cache, "HIT");
+    assert!(!second.headers.contains_key("x-secret"));
+    assert_eq!(origin.hits(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -347,7 +347,9 @@ async fn an_ejected_backend_gets_no_traffic_while_another_is_available() {
     ));
     let http = client();
     let mut failed = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
     while gw.backend_healthy("pool", a.addr) != Some(false) {
+        assert!(Instant::now() < deadline, "a was never ejected");
         let resp = http.get(gw.url("/warm")).send().await;
         if !matches!(resp, Ok(r) if r.status() == 200) {
             failed += 1;
