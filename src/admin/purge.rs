@@ -19,7 +19,10 @@ pub(super) async fn answer(session: &mut ServerSession, token: Option<&str>) -> 
         return error(StatusCode::FORBIDDEN, "set admin.token to allow purging");
     };
     if !authorized(session, token) {
-        return error(StatusCode::UNAUTHORIZED, "a bearer token is needed");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer with the admin token (missing or wrong)",
+        );
     }
     let body = match read_body(session).await {
         Ok(body) => body,
