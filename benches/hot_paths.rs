@@ -3,11 +3,10 @@
 //! real subscriber to `/dev/null`.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use portico::config::schema::{
-    AccessLogSpec, BackendSpec, Balance, Dur, HashKeySpec, LogFormat, LogTarget, LoggingSpec,
+    AccessLogSpec, BackendSpec, Balance, HashKeySpec, LogFormat, LogTarget, LoggingSpec,
     PassiveHealthSpec, TimeoutsSpec, UpstreamProtocol, UpstreamSpec,
 };
 use portico::observe::access_log::AccessRecord;
@@ -37,10 +36,7 @@ fn pool(balance: Balance, backends: usize) -> Pool {
         hash_key: (balance == Balance::ConsistentHash).then_some(HashKeySpec::ClientIp),
         timeouts: TimeoutsSpec::default(),
         health_check: None,
-        passive_health: PassiveHealthSpec {
-            consecutive_failures: 5,
-            ejection_time: Dur(Duration::from_secs(10)),
-        },
+        passive_health: PassiveHealthSpec::default(),
         retries: 2,
         tls: None,
         circuit_breaker: None,

@@ -470,6 +470,11 @@ pub struct PassiveHealthSpec {
     pub consecutive_failures: u32,
     /// How long an ejected backend gets no traffic before it is tried again.
     pub ejection_time: Dur,
+    /// The most of the pool's backends ejected at once, in percent (one may
+    /// always be); a backend that reaches its failures while the pool is at
+    /// the cap stays in until another returns. Envoy's name; its default
+    /// is 10.
+    pub max_ejection_percent: u32,
 }
 
 impl Default for PassiveHealthSpec {
@@ -477,6 +482,7 @@ impl Default for PassiveHealthSpec {
         PassiveHealthSpec {
             consecutive_failures: 5,
             ejection_time: Dur(Duration::from_secs(10)),
+            max_ejection_percent: 50,
         }
     }
 }

@@ -296,6 +296,18 @@ fn passive_ejection_needs_a_positive_ejection_time() {
     ));
 }
 
+#[test]
+fn max_ejection_percent_is_a_share_from_1_to_100() {
+    for bad in ["0", "101"] {
+        only_error(
+            &upstream(&format!("passive_health: {{max_ejection_percent: {bad}}}")),
+            "upstreams.users.passive_health.max_ejection_percent",
+            "between 1 and 100",
+        );
+    }
+    assert_loads(&upstream("passive_health: {max_ejection_percent: 100}"));
+}
+
 // Routes.
 
 #[test]

@@ -159,6 +159,8 @@ pub struct Pool {
     pub health_check: Option<HealthCheckSpec>,
     eject_after: u32,
     eject_for: Duration,
+    /// The most backends ejected at once; at least one.
+    max_ejected: usize,
     /// Extra tries after a failed one.
     pub retries: usize,
     checked: AtomicBool,
@@ -195,6 +197,8 @@ impl Pool {
                 }
             }
         }
+        let percent = spec.passive_health.max_ejection_percent as usize;
+        let max_ejected = (backends.len() * percent / 100).max(1);
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         let ring = (spec.balance == Balance::ConsistentHash).then(|| {
             let buckets: Vec<Bucket> = backends
@@ -227,6 +231,7 @@ impl Pool {
             health_check: spec.health_check.clone(),
             eject_after: spec.passive_health.consecutive_failures,
             eject_for: spec.passive_health.ejection_time.0,
+            max_ejected,
             retries: spec.retries,
             checked: AtomicBool::new(spec.health_check.is_none()),
             tls: None,
@@ -399,6 +404,15 @@ impl Pool {
         if self.eject_after == 0 || n < self.eject_after {
             return;
         }
+        // At the cap the backend stays in, its failures still counted, so
+        // the next one ejects it once another backend has returned.
+        let now = now_ms();
+        let is_ejected = |b: &Backend| b.ejected_until.load(Ordering::Relaxed) > now;
+        if !is_ejected(b)
+            && self.backends.iter().filter(|o| is_ejected(o)).count() >= self.max_ejected
+        {
+            return;
+        }
         // Saturating: a huge `ejection_time` means "for good", not an overflow.
         let eject_for = u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX);
         let until = now_ms().saturating_add(eject_for);
@@ -454,6 +468,7 @@ mod tests {
             passive_health: PassiveHealthSpec {
                 consecutive_failures: 3,
                 ejection_time: Dur(Duration::from_secs(60)),
+                max_ejection_percent: 100,
             },
             retries: 2,
             tls: None,
@@ -558,6 +573,35 @@ mod tests {
         }
         assert_eq!(p.backends()[1].record_check(false, 1, 1), Some(false));
         assert_eq!(p.select(b"", &[]), None);
+    }
+
+    #[test]
+    fn no_more_than_max_ejection_percent_of_a_pool_is_ejected_at_once() {
+        let (mut s, r) = spec(Balance::RoundRobin, &[1, 1, 1, 1]);
+        s.passive_health.max_ejection_percent = 50;
+        let p = Pool::new("test", &s, &r);
+        for i in 0..4 {
+            for _ in 0..3 {
+                p.report(i, Outcome::ServerError);
+            }
+        }
+        let up: Vec<bool> = p.backends().iter().map(|b| b.is_available()).collect();
+        assert_eq!(up, [false, false, true, true]);
+        // The backends left in keep counting: once one returns, the next
+        // failure ejects.
+        p.backends()[0].ejected_until.store(0, Ordering::Relaxed);
+        p.report(2, Outcome::ServerError);
+        assert!(!p.backends()[2].is_available());
+        // One backend may always be ejected, even at 1 % of a small pool.
+        let (mut s, r) = spec(Balance::RoundRobin, &[1, 1]);
+        s.passive_health.max_ejection_percent = 1;
+        let p = Pool::new("test", &s, &r);
+        for i in 0..2 {
+            for _ in 0..3 {
+                p.report(i, Outcome::ConnectFailure);
+            }
+        }
+        assert!(!p.backends()[0].is_available() && p.backends()[1].is_available());
     }
 
     #[test]

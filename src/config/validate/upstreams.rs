@@ -210,6 +210,17 @@ fn check_health(path: &str, check: &HealthCheckSpec, errors: &mut Vec<ConfigErro
 }
 
 fn check_passive(path: &str, passive: &PassiveHealthSpec, errors: &mut Vec<ConfigError>) {
+    if !(1..=100).contains(&passive.max_ejection_percent) {
+        errors.push(ConfigError::new(
+            format!("{path}.max_ejection_percent"),
+            format!(
+                "{} is not a percentage of the pool between 1 and 100",
+                passive.max_ejection_percent
+            ),
+            "set a share like 50 (one backend may always be ejected), or turn ejection \
+             off with consecutive_failures: 0",
+        ));
+    }
     if passive.consecutive_failures > 0 && passive.ejection_time.0.is_zero() {
         errors.push(ConfigError::new(
             format!("{path}.ejection_time"),
