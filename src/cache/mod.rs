@@ -190,6 +190,9 @@ fn targeted_field(headers: &http::HeaderMap, name: &str) -> Option<CacheControl>
         joined.extend_from_slice(line.as_bytes());
     }
     let dict = sfv::Parser::new(&joined).parse::<sfv::Dictionary>().ok()?;
+    if dict.is_empty() {
+        return None;
+    }
     let mut text = String::new();
     for (key, entry) in &dict {
         let lifetime = matches!(
@@ -225,9 +228,6 @@ fn targeted_field(headers: &http::HeaderMap, name: &str) -> Option<CacheControl>
             text.push_str(&value);
         }
     }
-    if dict.is_empty() {
-        return None;
-    }
     let mut normalised = http::HeaderMap::new();
     // Built from parsed tokens, integers and strings: always a valid value.
     normalised.insert(
@@ -235,38 +235,6 @@ fn targeted_field(headers: &http::HeaderMap, name: &str) -> Option<CacheControl>
         http::HeaderValue::from_str(&text).ok()?,
     );
     CacheControl::from_headers_named("cache-control", &normalised)
-}
-
-/// The fields of `resp` that its stored copy leaves out, those its
-/// `private="..."` and `no-cache="..."` name. RFC 9111 (sections 5.2.2.4
-/// and 5.2.2.7) keeps them from reuse only: the response that fills the
-/// cache still carries them to its own client.
-pub fn withheld_fields(
-    spec: &RouteCacheSpec,
-    resp: &ResponseHeader,
-) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    let (cc, targeted) = directives(spec, resp);
-    let plain = targeted
-        .then(|| CacheControl::from_resp_headers(resp))
-        .flatten();
-    let mut names = Vec::new();
-    for cc in cc.iter().chain(plain.iter()) {
-        names.extend(cc.private_field_names().into_iter().flatten());
-        names.extend(cc.no_cache_field_names().into_iter().flatten());
-    }
-    let mut withheld: Vec<(http::HeaderName, http::HeaderValue)> = Vec::new();
-    for name in names {
-        let Ok(name) = http::HeaderName::from_bytes(name) else {
-            continue;
-        };
-        if withheld.iter().any(|(n, _)| *n == name) {
-            continue;
-        }
-        for value in resp.headers.get_all(&name) {
-            withheld.push((name.clone(), value.clone()));
-        }
-    }
-    withheld
 }
 
 /// The stored response updated with a 304 that revalidated it (RFC 9111

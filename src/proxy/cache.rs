@@ -86,42 +86,41 @@ pub fn cache_key(ctx: &RequestCtx) -> Result<CacheKey> {
 pub fn response_cacheable(
     session: &Session,
     resp: &ResponseHeader,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
 ) -> RespCacheable {
     let Some(spec) = spec(ctx) else {
         return RespCacheable::Uncacheable(pingora::cache::NoCacheReason::NeverEnabled);
     };
-    match ctx.cache.as_ref().and_then(|c| c.not_modified.as_deref()) {
-        Some(not_modified) => {
-            let merged = rules::merge_not_modified(resp, not_modified);
-            rules::response_cacheable(spec, session.req_header(), &merged)
-        }
-        None => rules::response_cacheable(spec, session.req_header(), resp),
+    if let Some(not_modified) = ctx.cache.as_ref().and_then(|c| c.not_modified.as_deref()) {
+        let merged = rules::merge_not_modified(resp, not_modified);
+        return rules::response_cacheable(spec, session.req_header(), &merged);
     }
+    let verdict = rules::response_cacheable(spec, session.req_header(), resp);
+    // What the stored copy leaves out (`private="..."`, `no-cache="..."`)
+    // still goes to this client, whose answer Pingora serves from the store.
+    if let RespCacheable::Cacheable(meta) = &verdict {
+        let stored = meta.headers();
+        let withheld: Vec<_> = (resp.headers.iter())
+            .filter(|(name, _)| !stored.contains_key(*name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        if let Some(cache) = ctx.cache.as_mut() {
+            cache.withheld = withheld;
+        }
+    }
+    verdict
 }
 
 /// Keeps the fields of an upstream 304 that revalidates a stored response,
-/// for [`response_cacheable`] to merge, and the fields a stored copy of a
-/// fresh answer will leave out, for [`response`] to give back.
+/// for [`response_cacheable`] to merge.
 pub fn upstream_response(session: &Session, upstream: &ResponseHeader, ctx: &mut RequestCtx) {
-    let phase = session.cache.phase();
-    if !matches!(phase, CachePhase::Miss | CachePhase::Stale) {
+    if upstream.status != http::StatusCode::NOT_MODIFIED
+        || session.cache.phase() != CachePhase::Stale
+    {
         return;
     }
-    if upstream.status == http::StatusCode::NOT_MODIFIED {
-        if phase == CachePhase::Stale {
-            if let Some(cache) = ctx.cache.as_mut() {
-                cache.not_modified = Some(Box::new(upstream.headers.clone()));
-            }
-        }
-        return;
-    }
-    let withheld = match spec(ctx) {
-        Some(spec) => rules::withheld_fields(spec, upstream),
-        None => return,
-    };
     if let Some(cache) = ctx.cache.as_mut() {
-        cache.withheld = withheld;
+        cache.not_modified = Some(Box::new(upstream.headers.clone()));
     }
 }
 
@@ -175,9 +174,8 @@ pub fn response(session: &Session, response: &mut ResponseHeader, ctx: &RequestC
         let status = rules::status(phase);
         metrics().cache_lookups.with_label_values(&[status]).inc();
         response.insert_header("x-cache-status", status)?;
-        // This client's answer came from the upstream, through the store.
-        // Fields it already carries were not taken out (the answer did not
-        // go through the store).
+        // This client's answer came from the upstream; fields it already
+        // carries did not go through the store and were never taken out.
         if matches!(phase, CachePhase::Miss | CachePhase::Expired) {
             let absent: Vec<_> = (cache.withheld.iter())
                 .filter(|(name, _)| !response.headers.contains_key(name))

@@ -415,10 +415,10 @@ impl Pool {
         }
         // Saturating: a huge `ejection_time` means "for good", not an overflow.
         let eject_for = u64::try_from(self.eject_for.as_millis()).unwrap_or(u64::MAX);
-        let until = now_ms().saturating_add(eject_for);
+        let until = now.saturating_add(eject_for);
         let previous = b.ejected_until.swap(until, Ordering::Relaxed);
         b.failures.store(0, Ordering::Relaxed);
-        if previous <= now_ms() {
+        if previous <= now {
             warn!(
                 upstream = %self.name,
                 backend = %b.label,

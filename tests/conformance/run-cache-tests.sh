@@ -92,6 +92,22 @@ if [ "$origin_port" = "$proxy_port" ] || [ "$origin_port" = "$admin_port" ] ||
 fi
 
 port_open() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for WHAT PID LOG TRIES CHECK...: runs CHECK every 0.2 s until it
+# succeeds; stops the run when PID exits first or TRIES run out.
+wait_for() {
+  local what=$1 pid=$2 log=$3 tries=$4 i
+  shift 4
+  for ((i = 1; i <= tries; i++)); do
+    "$@" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log_tail "$log"
+      die "$what exited at start"
+    fi
+    sleep 0.2
+  done
+  die "$what was not ready in $((tries / 5)) s"
+}
 for p in "$origin_port" "$proxy_port" "$admin_port"; do
   if port_open "$p"; then
     bad_input "127.0.0.1:$p is already in use (choose others with CACHE_TESTS_*_PORT)"
@@ -172,33 +188,20 @@ fi
 origin_pid=$!
 pids+=("$origin_pid")
 
-for i in $(seq 1 100); do
-  port_open "$origin_port" && break
-  if ! kill -0 "$origin_pid" 2>/dev/null; then
-    log_tail "$work/origin.log"
-    die "the origin server exited at start"
-  fi
-  [ "$i" -lt 100 ] || die "the origin server did not listen on 127.0.0.1:$origin_port in 20 s"
-  sleep 0.2
-done
+wait_for "the origin server" "$origin_pid" "$work/origin.log" 100 port_open "$origin_port"
 
 # 2. Portico, in front of it.
 (cd "$work" && exec "$bin" run -c "$config") >"$work/portico.log" 2>&1 &
 portico_pid=$!
 pids+=("$portico_pid")
 
-readyz=http://127.0.0.1:$admin_port/readyz
-for i in $(seq 1 150); do
-  code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' "$readyz" ||
-    true)
-  [ "$code" = 200 ] && break
-  if ! kill -0 "$portico_pid" 2>/dev/null; then
-    log_tail "$work/portico.log"
-    die "Portico exited at start"
-  fi
-  [ "$i" -lt 150 ] || die "Portico was not ready ($readyz answered '$code') in 30 s"
-  sleep 0.2
-done
+ready() {
+  local code
+  code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' \
+    "http://127.0.0.1:$admin_port/readyz" || true)
+  [ "$code" = 200 ]
+}
+wait_for "Portico (/readyz on 127.0.0.1:$admin_port)" "$portico_pid" "$work/portico.log" 150 ready
 
 # --- run the suite -------------------------------------------------------------
 

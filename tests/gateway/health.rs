@@ -101,7 +101,8 @@ async fn tcp_check_takes_a_stopped_backend_out_and_back_in_once_it_listens_again
     let b = Upstream::start("b").await;
     let gw = Gateway::start(&pool_config(
         &[a.addr, b.addr],
-        "    health_check: { type: tcp, interval: 200ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1 }
+        "    health_check: { type: tcp, interval: 200ms, timeout: 1s,
+                    healthy_threshold: 1, unhealthy_threshold: 1 }
     passive_health: { consecutive_failures: 0 }
 ",
     ));
@@ -133,7 +134,8 @@ async fn readyz_is_503_until_the_first_round_of_checks_has_finished() {
         &pool_config(
             &[a.addr],
             &format!(
-                "    health_check: {{ type: http, path: \"{probe}\", interval: 1h, timeout: 20s }}\n"
+                "    health_check: {{ type: http, path: \"{probe}\", interval: 1h, \
+                 timeout: 20s }}\n"
             ),
         ),
         &[],

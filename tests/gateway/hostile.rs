@@ -14,7 +14,8 @@ use crate::support::{base_config, client, free_port, raw, Gateway, Upstream};
 /// A gateway with one catch-all route to `up`, plus `extra` under its upstream.
 fn catch_all(up: &Upstream, extra: &str) -> Gateway {
     Gateway::start(&format!(
-        "upstreams:\n  {}:\n    backends: [{{ address: \"{}\" }}]\n{extra}routes:\n  - id: all\n    upstream: {}\n",
+        "upstreams:\n  {}:\n    backends: [{{ address: \"{}\" }}]\n{extra}\
+         routes:\n  - id: all\n    upstream: {}\n",
         up.state.name, up.addr, up.state.name
     ))
 }
@@ -42,7 +43,8 @@ async fn a_client_that_stops_sending_its_body_gets_408_and_does_not_get_the_back
     let up = Upstream::start("a").await;
     let gw = catch_all(
         &up,
-        "    timeouts: { read: 1s }\n    passive_health: { consecutive_failures: 2, ejection_time: 60s }\n",
+        "    timeouts: { read: 1s }\n    \
+         passive_health: { consecutive_failures: 2, ejection_time: 60s }\n",
     );
     // Three uploads that promise ten bytes and send two: the backend waits
     // for the rest until the gateway's read timeout fires.
@@ -237,7 +239,8 @@ async fn an_idle_http2_connection_is_closed_after_the_keepalive_timeout() {
         "  grace_period: 2s\n",
         "  grace_period: 2s\n  downstream_keepalive_timeout: 1s\n",
     ) + &format!(
-        "upstreams:\n  a:\n    backends: [{{ address: \"{}\" }}]\nroutes:\n  - id: all\n    upstream: a\n",
+        "upstreams:\n  a:\n    backends: [{{ address: \"{}\" }}]\n\
+         routes:\n  - id: all\n    upstream: a\n",
         up.addr
     );
     let gw = Gateway::spawn_with(dir, port, admin_port, &text, &[]);

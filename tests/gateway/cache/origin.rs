@@ -23,8 +23,8 @@ pub const LAST_MODIFIED: &str = "Wed, 02 Dec 2026 10:00:00 GMT";
 /// `cc304` (Cache-Control of its 304s), `cdn` (CDN-Cache-Control), `age`,
 /// `expires`, `date` (not on 304s), `lm` (a Last-Modified, or `none`),
 /// `vary`, `cookie=1` (a Set-Cookie), `secret` (an `X-Secret` field),
-/// `status`, `ms` (a delay), `pad` (bytes added to the body). Every answer has `ETag: "e1"` and, unless
-/// `lm=none`, [`LAST_MODIFIED`]; it honours
+/// `status`, `ms` (a delay), `pad` (bytes added to the body). Every answer
+/// has `ETag: "e1"` and, unless `lm=none`, [`LAST_MODIFIED`]; it honours
 /// `If-None-Match` with 304; its body names the host, the target and the
 /// request's number. `/stream` sends a cacheable body in two chunks, the
 /// second when the test opens `gate`.
